@@ -1,0 +1,177 @@
+"""Command-line tools: flask --app wsgi <command>. The same actions as the admin API, for a shell."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shlex
+import sys
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from onboarding import operations
+from onboarding.signatures import signed_headers
+from onboarding.views import OnboardingFilter, list_events, list_onboardings, onboarding_summary
+
+db_cli = AppGroup("db", help="Create or upgrade the database schema.")
+
+STATUS = click.Choice(["queued", "running", "completed", "failed"])
+
+
+def _services():
+    """The wired services of the current app."""
+    return current_app.extensions["onboarding"]
+
+
+def _print_json(value) -> None:
+    """Print a value as indented JSON."""
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+@db_cli.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply the migrations (creates the schema on an empty database)."""
+    database = _services().db
+    database.upgrade(revision)
+    current, head = database.schema_state()
+    click.echo(f"database schema at {current} (newest: {head})")
+
+
+@db_cli.command("current")
+def db_current() -> None:
+    """Show the schema revision; exit 1 when it is behind the code."""
+    current, head = _services().db.schema_state()
+    click.echo(f"database schema at {current} (newest: {head})")
+    sys.exit(0 if current == head else 1)
+
+
+@click.command("worker")
+@click.option("--once", is_flag=True, help="Exit when nothing is left to claim.")
+def worker_command(once: bool) -> None:
+    """Run a worker: claim onboardings and run their steps until SIGTERM."""
+    from onboarding.worker import Worker
+
+    services = _services()
+    Worker(services.settings, services.plan, services.db).run(once=once)
+
+
+@click.command("replay")
+@click.argument("payload", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def replay_command(payload: Path) -> None:
+    """Process a saved payload file like a delivery (validation and dedupe, no signature)."""
+    services = _services()
+    receipt = operations.replay_file(services, payload)
+    shown = operations.receipt_dict(receipt, services.status_links)
+    if receipt.onboarding_id:
+        click.echo(f"onboarding {receipt.onboarding_id} {receipt.onboarding_status} ({receipt.outcome})")
+    else:
+        click.echo(f"{receipt.outcome}: event {receipt.event_id}")
+    _print_json(shown)
+    sys.exit(1 if receipt.outcome == "rejected" else 0)
+
+
+@click.command("replay-event")
+@click.argument("event_id")
+def replay_event_command(event_id: str) -> None:
+    """Process a recorded event again (e.g. one refused before the schema or plan was fixed)."""
+    services = _services()
+    receipt = operations.replay_event(services, event_id)
+    if receipt is None:
+        raise click.ClickException(f"no event {event_id}")
+    _print_json(operations.receipt_dict(receipt, services.status_links))
+    sys.exit(1 if receipt.outcome == "rejected" else 0)
+
+
+@click.command("onboardings")
+@click.option("--status", type=STATUS)
+@click.option("--deal", "deal_id")
+@click.option("--client", "client_id")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def onboardings_command(status, deal_id, client_id, limit, as_json) -> None:
+    """List onboardings, newest first."""
+    page = list_onboardings(_services().db, OnboardingFilter(status, deal_id, client_id), limit=limit)
+    if as_json:
+        _print_json(page)
+        return
+    click.echo(f"{'ONBOARDING':32}  {'STATUS':9}  {'ATTEMPTS':>8}  {'DEAL':16}  {'ROOM':>8}  LAST ERROR")
+    for item in page["onboardings"]:
+        error = (item["last_error"] or {}).get("message", "") if item["status"] != "completed" else ""
+        room = str((item["room"] or {}).get("id") or "-")
+        click.echo(f"{item['onboarding_id']:32}  {item['status']:9}  {item['attempts']:>8}  "
+                   f"{item['deal']['id'][:16]:16}  {room:>8}  {error[:80]}")
+
+
+@click.command("show")
+@click.argument("onboarding_id")
+def show_command(onboarding_id: str) -> None:
+    """Show one onboarding: steps, attempts, errors, DocSpace ids, events."""
+    services = _services()
+    summary = onboarding_summary(services.db, onboarding_id, services.plan)
+    if summary is None:
+        raise click.ClickException(f"no onboarding {onboarding_id}")
+    _print_json(summary)
+
+
+@click.command("retry")
+@click.argument("onboarding_ids", nargs=-1)
+@click.option("--all-failed", is_flag=True, help="Retry every failed onboarding matching --deal/--client.")
+@click.option("--deal", "deal_id")
+@click.option("--client", "client_id")
+def retry_command(onboarding_ids, all_failed, deal_id, client_id) -> None:
+    """Resume failed onboardings from their failed step."""
+    db = _services().db
+    if all_failed:
+        retried = operations.retry_matching(db, OnboardingFilter("failed", deal_id, client_id))
+        click.echo(f"retried {len(retried)} onboarding(s)")
+        for onboarding_id in retried:
+            click.echo(onboarding_id)
+        return
+    if not onboarding_ids:
+        raise click.UsageError("name onboarding ids, or use --all-failed")
+    for onboarding_id in onboarding_ids:
+        outcome = operations.retry_one(db, onboarding_id)
+        click.echo(f"{onboarding_id}: {outcome.action}: {outcome.message}")
+
+
+@click.command("events")
+@click.option("--outcome", type=click.Choice(["accepted", "duplicate", "ignored", "rejected"]))
+@click.option("--deal", "deal_id")
+@click.option("--limit", default=50, show_default=True)
+def events_command(outcome, deal_id, limit) -> None:
+    """List recorded events, newest first (find refused ones to replay)."""
+    _print_json(list_events(_services().db, outcome=outcome, deal_id=deal_id, limit=limit))
+
+
+@click.command("sample-request")
+@click.option("--url", help="Where to send it (default: PUBLIC_BASE_URL/webhooks/deal-won).")
+@click.option("--deal", "deal_id", default=None, help="The deal id (default: a random one).")
+def sample_request_command(url, deal_id) -> None:
+    """Print a ready-to-paste curl command with a correctly signed sample "deal won" (valid for 5 minutes)."""
+    services = _services()
+    deal_id = deal_id or f"D-{secrets.randbelow(90000) + 10000}"
+    body = json.dumps({
+        "type": "deal.won",
+        "deal": {"id": deal_id, "title": "Acme annual plan"},
+        "client": {"id": "C-10045", "name": "Acme Corporation", "email": "contact@acme.example.com"},
+        "account_manager": {"docspace_user_id": services.settings.account_manager_id},
+    }).encode()
+    headers = signed_headers(services.settings.webhook_secrets[0], f"msg_{secrets.token_hex(8)}", body)
+    target = url or f"{services.settings.public_base_url}/webhooks/deal-won"
+    parts = ["curl", "-sS", "-X", "POST", target, "-H", "Content-Type: application/json"]
+    for name, value in headers.items():
+        parts += ["-H", f"{name}: {value}"]
+    parts += ["--data-binary", body.decode()]
+    click.echo(" ".join(shlex.quote(part) for part in parts))
+
+
+def init_app(app) -> None:
+    """Register the commands on the app's CLI."""
+    app.cli.add_command(db_cli)
+    for command in (worker_command, replay_command, replay_event_command, onboardings_command, show_command,
+                    retry_command, events_command, sample_request_command):
+        app.cli.add_command(command)

@@ -1,0 +1,182 @@
+"""The DocSpace API client: one method per endpoint the onboarding uses, one session, typed errors.
+
+Every call goes through DocSpace.call, which applies the shared limiter, unwraps the {response, status}
+envelope and turns failures into TransientError (worth retrying: connection errors, timeouts, 429, 5xx,
+unreadable answers) or PermanentError (400, 401, 402, 403, 404...: retrying will not help), carrying
+DocSpace's own message. See ../shared/reference/docspace-api.md for the facts behind each method.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from onboarding.errors import PermanentError, TransientError, retry_after_seconds
+from onboarding.limiter import Limiter
+from onboarding.metrics import observe_call
+
+ROOMS_SEARCH_AREA_ANY = 2
+PAGE_SIZE = 100
+
+
+class DocSpace:
+    """A client for one portal, authenticated with an API key; safe to share between threads."""
+
+    def __init__(self, base_url: str, api_key: str, *, connect_timeout: float, read_timeout: float,
+                 limiter: Limiter, pool_size: int = 32) -> None:
+        """A client with its own pooled session."""
+        self.base_url = base_url.rstrip("/")
+        self.timeout = (connect_timeout, read_timeout)
+        self.limiter = limiter
+        self.session = requests.Session()
+        self.session.headers.update({"Authorization": f"Bearer {api_key}", "Accept": "application/json"})
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    # -- rooms -----------------------------------------------------------------------------------------------
+
+    def rooms_tagged(self, tag: str) -> list[dict]:
+        """Rooms (active or archived) carrying a tag."""
+        payload = self.call("GET", "files/rooms", endpoint="GET files/rooms",
+                            params={"tags": json.dumps([tag]), "searchArea": ROOMS_SEARCH_AREA_ANY,
+                                    "count": PAGE_SIZE})
+        return [room for room in payload.get("folders", []) if tag in _tag_names(room.get("tags"))]
+
+    def create_room(self, title: str, room_type: int, tags: list[str]) -> dict:
+        """Create a room; DocSpace has no idempotency key, so look with rooms_tagged first."""
+        return self.call("POST", "files/rooms", endpoint="POST files/rooms",
+                         body={"title": title, "roomType": room_type, "tags": tags})
+
+    def share_room(self, room_id: int, invitations: list[dict], notify: bool, message: str | None) -> dict:
+        """Set members' access: invitations of {"id" or "email", "access"} (not "entries": DocSpace ignores it)."""
+        body: dict[str, Any] = {"invitations": invitations, "notify": notify}
+        if message:
+            body["message"] = message
+        return self.call("PUT", f"files/rooms/{room_id}/share", endpoint="PUT files/rooms/{id}/share", body=body)
+
+    def room_members(self, room_id: int) -> list[dict]:
+        """Every member of a room, all pages."""
+        members: list[dict] = []
+        while True:
+            page = self.call("GET", f"files/rooms/{room_id}/share", endpoint="GET files/rooms/{id}/share",
+                             params={"startIndex": len(members), "count": PAGE_SIZE})
+            members.extend(page)
+            if len(page) < PAGE_SIZE:
+                return members
+
+    def primary_external_link(self, room_id: int) -> dict:
+        """The room's primary external link, which DocSpace creates (access viewer) if there is none."""
+        return self.call("GET", f"files/rooms/{room_id}/link", endpoint="GET files/rooms/{id}/link")
+
+    def set_link_access(self, room_id: int, link_id: str, access: int) -> dict:
+        """Change an external link's access."""
+        return self.call("PUT", f"files/rooms/{room_id}/links", endpoint="PUT files/rooms/{id}/links",
+                         body={"linkId": link_id, "access": access, "linkType": 1})
+
+    # -- folders and files -----------------------------------------------------------------------------------
+
+    def folder_contents(self, folder_id: int) -> dict:
+        """A folder's (or room's) subfolders and files, all pages."""
+        contents: dict[str, list] = {"folders": [], "files": []}
+        start = 0
+        while True:
+            page = self.call("GET", f"files/{folder_id}", endpoint="GET files/{folderId}",
+                             params={"startIndex": start, "count": PAGE_SIZE})
+            contents["folders"].extend(page.get("folders", []))
+            contents["files"].extend(page.get("files", []))
+            seen = len(page.get("folders", [])) + len(page.get("files", []))
+            start += seen
+            if seen == 0 or start >= page.get("total", 0):
+                return contents
+
+    def create_folder(self, parent_id: int, title: str) -> dict:
+        """Create a folder in a folder or room."""
+        return self.call("POST", f"files/folder/{parent_id}", endpoint="POST files/folder/{folderId}",
+                         body={"title": title})
+
+    def copy_file(self, file_id: int, dest_folder_id: int, dest_title: str) -> dict:
+        """Copy a file (a template) into a folder under a new title."""
+        return self.call("POST", f"files/file/{file_id}/copyas", endpoint="POST files/file/{fileId}/copyas",
+                         body={"destFolderId": dest_folder_id, "destTitle": dest_title})
+
+    # -- people ----------------------------------------------------------------------------------------------
+
+    def user_by_email(self, email: str) -> dict | None:
+        """The portal user with this e-mail address, or None when there is none."""
+        try:
+            return self.call("GET", "people/email", endpoint="GET people/email", params={"email": email})
+        except PermanentError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    # -- the one place requests are made ---------------------------------------------------------------------
+
+    def call(self, method: str, path: str, *, endpoint: str, params: dict | None = None,
+             body: dict | None = None) -> Any:
+        """Make one API call and return the envelope's response, or raise a TransientError or PermanentError."""
+        url = f"{self.base_url}/api/2.0/{path}"
+        started = time.monotonic()
+        status = "error"
+        try:
+            with self.limiter.slot(write=method != "GET"):
+                try:
+                    answer = self.session.request(method, url, params=params, json=body, timeout=self.timeout)
+                except requests.Timeout:
+                    raise TransientError(f"DocSpace did not answer within {self.timeout[1]:g} s", endpoint) from None
+                except requests.RequestException as error:
+                    raise TransientError(f"cannot reach DocSpace: {type(error).__name__}", endpoint) from None
+            status = str(answer.status_code)
+            if answer.status_code == 429:
+                retry_after = retry_after_seconds(answer.headers.get("Retry-After"))
+                self.limiter.pause(retry_after or 1.0)
+                raise TransientError("DocSpace rate limit reached (429)", endpoint, 429, retry_after)
+            return _unwrap(answer, endpoint)
+        finally:
+            observe_call("docspace", endpoint, status, time.monotonic() - started)
+
+
+def _unwrap(answer: requests.Response, endpoint: str) -> Any:
+    """The response of a DocSpace envelope, or the typed error it describes."""
+    try:
+        envelope = answer.json()
+    except ValueError:
+        envelope = None
+    code = answer.status_code
+    message = _message(envelope) or f"HTTP {code} without a DocSpace answer"
+    if code >= 500 or code == 408:
+        raise TransientError(f"DocSpace error {code}: {message}", endpoint, code)
+    if code >= 400:
+        raise PermanentError(f"DocSpace refused ({code}): {message}", endpoint, code)
+    if not isinstance(envelope, dict) or "response" not in envelope:
+        raise TransientError(f"DocSpace answered {code} without an envelope", endpoint, code)
+    if envelope.get("status", 0) != 0:
+        raise PermanentError(f"DocSpace refused: {message}", endpoint, envelope.get("statusCode", code))
+    return envelope["response"]
+
+
+def _message(envelope: Any) -> str | None:
+    """DocSpace's error message in an error envelope or a validation ProblemDetails."""
+    if not isinstance(envelope, dict):
+        return None
+    error = envelope.get("error")
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])[:500]
+    problem = envelope.get("response")
+    if isinstance(problem, dict) and isinstance(problem.get("errors"), dict):
+        details = "; ".join(f"{field}: {' '.join(map(str, texts))}" for field, texts in problem["errors"].items())
+        return f"{problem.get('title', 'validation failed')} {details}"[:500]
+    return None
+
+
+
+def _tag_names(tags: Any) -> set[str]:
+    """Tag names from a room's tags, which DocSpace lists as strings."""
+    if not isinstance(tags, list):
+        return set()
+    return {tag if isinstance(tag, str) else str(tag.get("name", "")) for tag in tags if tag}

@@ -1,0 +1,97 @@
+"""The tables: received events, onboardings and the saved result of each onboarding step.
+
+The schema itself is created only by the Alembic migrations in migrations/; these classes must match them
+(tests/test_migrations.py compares the two).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, without tzinfo: every timestamp in the database is naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def new_id() -> str:
+    """A random identifier for an event or an onboarding."""
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    """The declarative base of the tables."""
+
+
+class Event(Base):
+    """One delivery id received from a source, with its raw body and what became of it."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("source", "delivery_id", name="uq_events_source_delivery"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    source: Mapped[str] = mapped_column(String(32))
+    delivery_id: Mapped[str] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+    last_received_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+    deliveries: Mapped[int] = mapped_column(Integer, default=1)
+    headers: Mapped[dict] = mapped_column(JSON)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    # accepted | duplicate | ignored | rejected
+    outcome: Mapped[str] = mapped_column(String(16), index=True)
+    event_type: Mapped[str | None] = mapped_column(String(100))
+    deal_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    errors: Mapped[dict | None] = mapped_column(JSON)
+    onboarding_id: Mapped[str | None] = mapped_column(ForeignKey("onboardings.id"), index=True)
+
+
+class Onboarding(Base):
+    """The work of preparing one deal's room, claimed by one worker at a time under a lease."""
+
+    __tablename__ = "onboardings"
+    __table_args__ = (
+        UniqueConstraint("source", "deal_id", name="uq_onboardings_source_deal"),
+        Index("ix_onboardings_status_run_at", "status", "run_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    source: Mapped[str] = mapped_column(String(32))
+    deal_id: Mapped[str] = mapped_column(String(100))
+    deal_title: Mapped[str | None] = mapped_column(String(300))
+    client_id: Mapped[str] = mapped_column(String(100), index=True)
+    client_name: Mapped[str] = mapped_column(String(300))
+    client_email: Mapped[str] = mapped_column(String(320))
+    client_user_id: Mapped[str | None] = mapped_column(String(36))
+    manager_user_id: Mapped[str] = mapped_column(String(36))
+    # queued | running | completed | failed
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    run_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(), index=True)
+    last_error: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime())
+
+
+class StepResult(Base):
+    """What one step of one onboarding produced (or how it last failed)."""
+
+    __tablename__ = "onboarding_steps"
+
+    onboarding_id: Mapped[str] = mapped_column(ForeignKey("onboardings.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(400), primary_key=True)
+    # done | failed
+    status: Mapped[str] = mapped_column(String(16))
+    result: Mapped[dict | None] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[dict | None] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+    finished_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)

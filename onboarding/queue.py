@@ -1,0 +1,180 @@
+"""The onboarding queue in the database: claims under a lease, fenced writes, and operators' retries.
+
+A worker claims an onboarding by giving it a fresh claim token and a lease. Every later write of that run
+(a step's result, the final status) happens only WHERE claim_token still matches: a worker whose lease expired
+and whose onboarding was claimed again cannot overwrite the new owner's work. An expired lease makes the
+onboarding claimable again, so a crashed worker's onboarding is picked up by any other.
+
+PostgreSQL claims with SELECT ... FOR UPDATE SKIP LOCKED, so workers on many machines never wait for or take the
+same row. SQLite has no row locks: its writing transactions (BEGIN IMMEDIATE, see db.py) run one at a time,
+which makes the same select-then-update correct there.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+
+from onboarding.db import Database
+from onboarding.models import Onboarding, StepResult, utcnow
+
+RETRYABLE_STATUSES = ("failed",)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One worker's hold on one onboarding, valid while the token matches."""
+
+    onboarding_id: str
+    token: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a run needs to know about its onboarding: the deal, the client and the steps already done."""
+
+    onboarding_id: str
+    source: str
+    deal_id: str
+    deal_title: str | None
+    client_id: str
+    client_name: str
+    client_email: str
+    client_user_id: str | None
+    manager_user_id: str
+    created_at: datetime
+    attempts: int
+    done: dict[str, dict]
+    step_attempts: dict[str, int]
+
+
+def _claimable(now: datetime):
+    """Queued and due, or running under a lease that has expired."""
+    return or_(and_(Onboarding.status == "queued", Onboarding.run_at <= now),
+               and_(Onboarding.status == "running", Onboarding.lease_expires_at < now))
+
+
+def has_work(db: Database) -> bool:
+    """Whether anything is claimable now; a cheap read that spares idle workers the write lock."""
+    with db.reading() as session:
+        return session.scalar(select(Onboarding.id).where(_claimable(utcnow())).limit(1)) is not None
+
+
+def claim(db: Database, worker: str, lease_seconds: float, limit: int) -> list[Claim]:
+    """Claim up to limit onboardings for this worker."""
+    now = utcnow()
+    with db.transaction() as session:
+        rows = session.execute(
+            select(Onboarding.id, Onboarding.attempts)
+            .where(_claimable(now))
+            .order_by(Onboarding.run_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        claims = []
+        for onboarding_id, attempts in rows:
+            token = uuid.uuid4().hex
+            session.execute(update(Onboarding).where(Onboarding.id == onboarding_id).values(
+                status="running", claim_token=token, claimed_by=worker[:100], attempts=attempts + 1,
+                lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now))
+            claims.append(Claim(onboarding_id, token, attempts + 1))
+        return claims
+
+
+def load_work(db: Database, onboarding_id: str) -> Work:
+    """The onboarding and its saved step results."""
+    with db.reading() as session:
+        onboarding = session.get(Onboarding, onboarding_id)
+        steps = session.scalars(select(StepResult).where(StepResult.onboarding_id == onboarding_id)).all()
+        return Work(
+            onboarding_id=onboarding.id, source=onboarding.source, deal_id=onboarding.deal_id,
+            deal_title=onboarding.deal_title, client_id=onboarding.client_id, client_name=onboarding.client_name,
+            client_email=onboarding.client_email, client_user_id=onboarding.client_user_id,
+            manager_user_id=onboarding.manager_user_id, created_at=onboarding.created_at,
+            attempts=onboarding.attempts,
+            done={step.name: step.result for step in steps if step.status == "done"},
+            step_attempts={step.name: step.attempts for step in steps},
+        )
+
+
+def _hold(session, claim: Claim, lease_seconds: float | None = None) -> bool:
+    """Inside a transaction: whether the claim still holds (renewing its lease if asked); locks the row."""
+    now = utcnow()
+    values: dict = {"updated_at": now}
+    if lease_seconds is not None:
+        values["lease_expires_at"] = now + timedelta(seconds=lease_seconds)
+    result = session.execute(update(Onboarding).where(Onboarding.id == claim.onboarding_id,
+                                                      Onboarding.claim_token == claim.token).values(**values))
+    return result.rowcount == 1
+
+
+def renew(db: Database, claim: Claim, lease_seconds: float) -> bool:
+    """Extend a claim's lease; False when it was lost."""
+    with db.transaction() as session:
+        return _hold(session, claim, lease_seconds)
+
+
+def save_step(db: Database, claim: Claim, name: str, *, result: dict | None, error: dict | None,
+              started_at: datetime, lease_seconds: float) -> bool:
+    """Save a step's result (or its failure) under the claim; False, and nothing saved, when it was lost."""
+    finished = utcnow()
+    with db.transaction() as session:
+        if not _hold(session, claim, lease_seconds):
+            return False
+        step = session.get(StepResult, (claim.onboarding_id, name))
+        if step is None:
+            step = StepResult(onboarding_id=claim.onboarding_id, name=name, attempts=0)
+            session.add(step)
+        step.status = "done" if error is None else "failed"
+        step.result = result
+        step.error = error
+        step.attempts += 1
+        step.started_at = started_at
+        step.finished_at = finished
+        step.duration_ms = int((finished - started_at).total_seconds() * 1000)
+        return True
+
+
+def finish(db: Database, claim: Claim, status: str, *, last_error: dict | None = None,
+           run_at: datetime | None = None, attempts_delta: int = 0) -> bool:
+    """End a run: completed, failed, or queued again (for a retry at run_at); False when the claim was lost."""
+    now = utcnow()
+    values: dict = {"status": status, "claim_token": None, "lease_expires_at": None, "updated_at": now,
+                    "attempts": Onboarding.attempts + attempts_delta}
+    if status == "completed":
+        values.update(completed_at=now, last_error=None)
+    if last_error is not None:
+        values["last_error"] = last_error
+    if run_at is not None:
+        values["run_at"] = run_at
+    with db.transaction() as session:
+        result = session.execute(update(Onboarding).where(Onboarding.id == claim.onboarding_id,
+                                                          Onboarding.claim_token == claim.token).values(**values))
+        return result.rowcount == 1
+
+
+def retry(db: Database, onboarding_ids: list[str]) -> list[str]:
+    """Queue failed onboardings again, from their failed step, with a fresh attempt budget; return those queued."""
+    now = utcnow()
+    with db.transaction() as session:
+        ids = session.scalars(select(Onboarding.id).where(Onboarding.id.in_(onboarding_ids),
+                                                          Onboarding.status.in_(RETRYABLE_STATUSES))).all()
+        if ids:
+            session.execute(update(Onboarding).where(Onboarding.id.in_(ids)).values(
+                status="queued", run_at=now, attempts=0, updated_at=now, completed_at=None))
+        return list(ids)
+
+
+def queue_stats(db: Database) -> dict:
+    """Onboardings by status, how many wait for a worker now, and how long the oldest has waited."""
+    now = utcnow()
+    with db.reading() as session:
+        by_status = dict(session.execute(select(Onboarding.status, func.count()).group_by(Onboarding.status)).all())
+        ready, oldest = session.execute(
+            select(func.count(), func.min(Onboarding.run_at)).where(_claimable(now))).one()
+    return {"by_status": by_status, "ready": ready,
+            "oldest_ready_seconds": max(0.0, (now - oldest).total_seconds()) if oldest else 0.0}
