@@ -52,6 +52,10 @@ class Sandbox:
         """Every API call so far."""
         return requests.get(f"{self.url}/_sandbox/calls", timeout=5).json()
 
+    def calls_to(self, method: str, route: str) -> list[dict]:
+        """The API calls to one route template, e.g. ("PUT", "files/rooms/{id}/share")."""
+        return [call for call in self.calls() if call["method"] == method and call["route"] == route]
+
     def callbacks(self) -> list[dict]:
         """Every CRM callback received so far."""
         return requests.get(f"{self.url}/_sandbox/crm/callbacks", timeout=5).json()

@@ -1,0 +1,148 @@
+"""The quick start (bin/quickstart): web + worker on SQLite, with the DocSpace sandbox unless DOCSPACE_URL is set.
+
+Settings already in the environment win. Secrets it has to invent (webhook and callback secrets, admin token,
+signing key) are generated once into var/dev.env (mode 0600, never committed) so restarts keep them.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+
+from onboarding.config import PROJECT_DIR
+
+VAR = PROJECT_DIR / "var"
+DEV_ENV = VAR / "dev.env"
+SANDBOX_MANAGER_ID = "22222222-2222-4222-8222-222222222222"
+
+
+def _dev_secrets() -> dict[str, str]:
+    """The generated development secrets, created on first use."""
+    if not DEV_ENV.exists():
+        VAR.mkdir(exist_ok=True)
+        generated = {
+            "WEBHOOK_SECRETS": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+            "CRM_CALLBACK_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+            "ADMIN_TOKEN": secrets.token_urlsafe(24),
+            "SECRET_KEY": secrets.token_urlsafe(32),
+            "SANDBOX_API_KEY": "sk-sandbox-" + secrets.token_hex(12),
+        }
+        DEV_ENV.touch(mode=0o600)
+        DEV_ENV.write_text("".join(f"{name}={value}\n" for name, value in generated.items()))
+    pairs = (line.split("=", 1) for line in DEV_ENV.read_text().splitlines() if "=" in line)
+    return {name: value for name, value in pairs}
+
+
+def _wait_for(url: str, process: subprocess.Popen, name: str, timeout: float = 30) -> None:
+    """Wait until url answers 2xx; exit if the process dies first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"quickstart: {name} exited with code {process.returncode}; see its output above")
+        try:
+            if requests.get(url, timeout=1).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"quickstart: {name} did not answer {url} within {timeout:g} s")
+
+
+def _banner(lines: list[str]) -> None:
+    """Print lines in a box, to stand out from the logs."""
+    width = max(len(line) for line in lines)
+    print("\n" + "#" * (width + 4), file=sys.stderr)
+    for line in lines:
+        print(f"# {line.ljust(width)} #", file=sys.stderr)
+    print("#" * (width + 4) + "\n", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    """Start everything, print how to use it, and stop everything on Ctrl-C or SIGTERM."""
+    dev = _dev_secrets()
+    env = dict(os.environ)
+    port = env.get("PORT", "8000")
+    for name in ("WEBHOOK_SECRETS", "CRM_CALLBACK_SECRET", "ADMIN_TOKEN", "SECRET_KEY"):
+        env.setdefault(name, dev[name])
+    env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
+    metrics_dir = VAR / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+
+    python = sys.executable
+    children: list[tuple[str, subprocess.Popen]] = []
+    if not env.get("DOCSPACE_URL"):
+        sandbox_port = env.get("SANDBOX_PORT", "8090")
+        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        env["DOCSPACE_URL"] = sandbox_url
+        env["DOCSPACE_API_KEY"] = dev["SANDBOX_API_KEY"]
+        env.setdefault("ACCOUNT_MANAGER_ID", SANDBOX_MANAGER_ID)
+        env.setdefault("CRM_CALLBACK_URL", f"{sandbox_url}/crm/callbacks")
+        sandbox = subprocess.Popen([python, "-m", "onboarding.sandbox", "--host", "127.0.0.1", "--port",
+                                    sandbox_port, "--api-key", dev["SANDBOX_API_KEY"]], env=env, cwd=PROJECT_DIR)
+        children.append(("sandbox", sandbox))
+        _wait_for(f"{sandbox_url}/_sandbox/state", sandbox, "the sandbox")
+        _banner(["DOCSPACE_URL is not set: USING THE LOCAL DOCSPACE SANDBOX at " + sandbox_url,
+                 "Nothing is created on a real portal. Rooms, members and links live in memory:",
+                 f"  {sandbox_url}/_sandbox/state      CRM callbacks: {sandbox_url}/_sandbox/crm/callbacks",
+                 "Set DOCSPACE_URL, DOCSPACE_API_KEY and CRM_CALLBACK_URL to use a real portal (README.md)."])
+    env.setdefault("CRM_CALLBACK_URL", f"http://127.0.0.1:{port}/crm-callback-not-configured")
+
+    flask = [python, "-m", "flask", "--app", "wsgi"]
+    upgrade = subprocess.run([*flask, "db", "upgrade"], env=env, cwd=PROJECT_DIR)
+    if upgrade.returncode != 0:
+        _stop(children)
+        sys.exit(upgrade.returncode)
+    web = subprocess.Popen([python, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind",
+                            f"127.0.0.1:{port}", "wsgi:app"], env=env, cwd=PROJECT_DIR)
+    children.append(("web", web))
+    children.append(("worker", subprocess.Popen([*flask, "worker"], env=env, cwd=PROJECT_DIR)))
+    _wait_for(f"http://127.0.0.1:{port}/readyz", web, "the web process")
+
+    sample = subprocess.run([*flask, "sample-request"], env=env, cwd=PROJECT_DIR, capture_output=True, text=True)
+    _banner([f"Ready: web on http://127.0.0.1:{port} (SQLite: {env.get('DATABASE_URL') or 'var/onboarding.db'})",
+             "Paste this signed sample request (valid 5 minutes; new one: .venv/bin/flask --app wsgi sample-request):"])
+    print(sample.stdout.strip() or sample.stderr.strip(), file=sys.stderr)
+    _banner(["Then watch it:",
+             f"  curl -s -H 'Authorization: Bearer {env['ADMIN_TOKEN']}' http://127.0.0.1:{port}/api/onboardings",
+             "Ctrl-C stops everything. Secrets of this dev setup: var/dev.env"])
+
+    stop = {"asked": False}
+
+    def on_signal(*_args) -> None:
+        stop["asked"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop["asked"]:
+        for name, child in children:
+            if child.poll() is not None:
+                print(f"quickstart: {name} exited with code {child.returncode}; stopping", file=sys.stderr)
+                stop["asked"] = True
+        time.sleep(0.5)
+    _stop(children)
+
+
+def _stop(children: list[tuple[str, subprocess.Popen]]) -> None:
+    """SIGTERM every child, newest first, then wait for each."""
+    for _, child in reversed(children):
+        if child.poll() is None:
+            child.terminate()
+    for _, child in reversed(children):
+        try:
+            child.wait(40)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+if __name__ == "__main__":
+    main()
