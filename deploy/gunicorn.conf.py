@@ -39,6 +39,10 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # The heartbeat files of the workers: on tmpfs when there is one, so a slow disk cannot stall them.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
+# gunicorn's runtime control socket (~/.gunicorn/gunicorn.ctl) is one path per user: several servers on one host
+# would fight over it, and nothing here uses it.
+control_socket_disable = True
+
 # The app writes one JSON line per request itself (with request id, event, deal, onboarding); gunicorn's own
 # access log would duplicate it. gunicorn's error log (start, stop, worker deaths) goes to stderr.
 accesslog = None

@@ -65,39 +65,52 @@ def _banner(lines: list[str]) -> None:
     print("#" * (width + 4) + "\n", file=sys.stderr, flush=True)
 
 
-def main() -> None:
-    """Start everything, print how to use it, and stop everything on Ctrl-C or SIGTERM."""
+def dev_environment() -> tuple[dict[str, str], bool]:
+    """The quick start's environment, and whether it uses the sandbox (DOCSPACE_URL not set)."""
     dev = _dev_secrets()
     env = dict(os.environ)
-    port = env.get("PORT", "8000")
+    port = env.setdefault("PORT", "8000")
     for name in ("WEBHOOK_SECRETS", "CRM_CALLBACK_SECRET", "ADMIN_TOKEN", "SECRET_KEY"):
         env.setdefault(name, dev[name])
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
+    env.setdefault("READINESS_DRAIN_SECONDS", "1")
+    use_sandbox = not env.get("DOCSPACE_URL")
+    if use_sandbox:
+        sandbox_url = f"http://127.0.0.1:{env.setdefault('SANDBOX_PORT', '8090')}"
+        env["DOCSPACE_URL"] = sandbox_url
+        env["DOCSPACE_API_KEY"] = dev["SANDBOX_API_KEY"]
+        env.setdefault("ACCOUNT_MANAGER_ID", SANDBOX_MANAGER_ID)
+        env.setdefault("CRM_CALLBACK_URL", f"{sandbox_url}/crm/callbacks")
+    env.setdefault("CRM_CALLBACK_URL", f"http://127.0.0.1:{port}/crm-callback-not-configured")
+    return env, use_sandbox
+
+
+def main() -> None:
+    """Start everything, print how to use it, and stop everything on Ctrl-C or SIGTERM."""
+    env, use_sandbox = dev_environment()
+    python = sys.executable
+    flask = [python, "-m", "flask", "--app", "wsgi"]
+    if sys.argv[1:] == ["sample-request"]:
+        sys.exit(subprocess.run([*flask, "sample-request"], env=env, cwd=PROJECT_DIR).returncode)
+    port = env["PORT"]
     metrics_dir = VAR / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
 
-    python = sys.executable
     children: list[tuple[str, subprocess.Popen]] = []
-    if not env.get("DOCSPACE_URL"):
-        sandbox_port = env.get("SANDBOX_PORT", "8090")
-        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-        env["DOCSPACE_URL"] = sandbox_url
-        env["DOCSPACE_API_KEY"] = dev["SANDBOX_API_KEY"]
-        env.setdefault("ACCOUNT_MANAGER_ID", SANDBOX_MANAGER_ID)
-        env.setdefault("CRM_CALLBACK_URL", f"{sandbox_url}/crm/callbacks")
+    if use_sandbox:
+        sandbox_url = env["DOCSPACE_URL"]
+        sandbox_port = env["SANDBOX_PORT"]
         sandbox = subprocess.Popen([python, "-m", "onboarding.sandbox", "--host", "127.0.0.1", "--port",
-                                    sandbox_port, "--api-key", dev["SANDBOX_API_KEY"]], env=env, cwd=PROJECT_DIR)
+                                    sandbox_port, "--api-key", env["DOCSPACE_API_KEY"]], env=env, cwd=PROJECT_DIR)
         children.append(("sandbox", sandbox))
         _wait_for(f"{sandbox_url}/_sandbox/state", sandbox, "the sandbox")
         _banner(["DOCSPACE_URL is not set: USING THE LOCAL DOCSPACE SANDBOX at " + sandbox_url,
                  "Nothing is created on a real portal. Rooms, members and links live in memory:",
                  f"  {sandbox_url}/_sandbox/state      CRM callbacks: {sandbox_url}/_sandbox/crm/callbacks",
                  "Set DOCSPACE_URL, DOCSPACE_API_KEY and CRM_CALLBACK_URL to use a real portal (README.md)."])
-    env.setdefault("CRM_CALLBACK_URL", f"http://127.0.0.1:{port}/crm-callback-not-configured")
 
-    flask = [python, "-m", "flask", "--app", "wsgi"]
     upgrade = subprocess.run([*flask, "db", "upgrade"], env=env, cwd=PROJECT_DIR)
     if upgrade.returncode != 0:
         _stop(children)
@@ -110,7 +123,7 @@ def main() -> None:
 
     sample = subprocess.run([*flask, "sample-request"], env=env, cwd=PROJECT_DIR, capture_output=True, text=True)
     _banner([f"Ready: web on http://127.0.0.1:{port} (SQLite: {env.get('DATABASE_URL') or 'var/onboarding.db'})",
-             "Paste this signed sample request (valid 5 minutes; new one: .venv/bin/flask --app wsgi sample-request):"])
+             "Paste this signed sample request (valid 5 minutes; for a new one: bin/quickstart sample-request):"])
     print(sample.stdout.strip() or sample.stderr.strip(), file=sys.stderr)
     _banner(["Then watch it:",
              f"  curl -s -H 'Authorization: Bearer {env['ADMIN_TOKEN']}' http://127.0.0.1:{port}/api/onboardings",
