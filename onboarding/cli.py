@@ -100,10 +100,11 @@ def onboardings_command(status, deal_id, client_id, limit, as_json) -> None:
         return
     click.echo(f"{'ONBOARDING':32}  {'STATUS':9}  {'ATTEMPTS':>8}  {'DEAL':16}  {'ROOM':>8}  LAST ERROR")
     for item in page["onboardings"]:
-        error = (item["last_error"] or {}).get("message", "") if item["status"] != "completed" else ""
+        last_error = item["last_error"] if item["status"] != "completed" else None
+        error = f"{last_error.get('step') or '-'}: {last_error.get('message', '')}" if last_error else ""
         room = str((item["room"] or {}).get("id") or "-")
         click.echo(f"{item['onboarding_id']:32}  {item['status']:9}  {item['attempts']:>8}  "
-                   f"{item['deal']['id'][:16]:16}  {room:>8}  {error[:80]}")
+                   f"{item['deal']['id'][:16]:16}  {room:>8}  {error}")
 
 
 @click.command("show")

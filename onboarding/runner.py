@@ -46,7 +46,8 @@ class Run:
     """Executes the remaining steps of one claimed onboarding."""
 
     def __init__(self, db: Database, claim: queue.Claim, steps: list[Step], ctx: RunContext, pool: Executor,
-                 policy: RetryPolicy, lease_seconds: float, stopping: threading.Event) -> None:
+                 policy: RetryPolicy, lease_seconds: float, stopping: threading.Event,
+                 notify_failures: bool = False) -> None:
         """A run of steps for the claim, on the step pool, stopping early when stopping is set."""
         self.db = db
         self.claim = claim
@@ -56,6 +57,7 @@ class Run:
         self.policy = policy
         self.lease_seconds = lease_seconds
         self.stopping = stopping
+        self.notify_failures = notify_failures
         self.lost = False
 
     def execute(self) -> str:
@@ -154,4 +156,18 @@ class Run:
             return "lost"
         ONBOARDINGS_FINISHED.labels("failed").inc()
         log.error("onboarding failed: %s", last_error["message"], extra={"outcome": "failed"})
+        if self.notify_failures:
+            self._tell_crm_it_failed(last_error)
         return "failed"
+
+    def _tell_crm_it_failed(self, last_error: dict) -> None:
+        """Best effort: one onboarding.failed callback (the onboarding stays visible to operators either way)."""
+        work = self.ctx.work
+        payload = {"onboarding_id": work.onboarding_id, "deal_id": work.deal_id, "client_id": work.client_id,
+                   "error": {"step": last_error.get("step"), "message": last_error["message"]},
+                   "status_url": self.ctx.status_url, "timestamp": utcnow().isoformat(timespec="seconds") + "Z"}
+        try:
+            self.ctx.crm.deliver("onboarding.failed", f"onb_{work.onboarding_id}_failed_{self.claim.attempts}",
+                                 payload)
+        except ServiceError as error:
+            log.warning("could not tell the CRM about the failure: %s", error.message)

@@ -113,7 +113,7 @@ class Worker:
                 ctx = RunContext(work, self.plan, self.docspace, self.crm,
                                  self.status_links.url(claim.onboarding_id))
                 run = Run(self.db, claim, self.steps, ctx, self._step_pool, self.policy,
-                          self.settings.lease_seconds, self.stopping)
+                          self.settings.lease_seconds, self.stopping, self.settings.notify_failures)
                 with self._runs_lock:
                     self._runs[claim.onboarding_id] = run
                 with logs.bound(deal_id=work.deal_id):
