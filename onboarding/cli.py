@@ -51,11 +51,16 @@ def db_current() -> None:
 
 @click.command("worker")
 @click.option("--once", is_flag=True, help="Exit when nothing is left to claim.")
-def worker_command(once: bool) -> None:
+@click.option("--metrics-port", type=int, default=None,
+              help="Also serve this process's metrics on 0.0.0.0:PORT/metrics (for workers on hosts without a web).")
+def worker_command(once: bool, metrics_port: int | None) -> None:
     """Run a worker: claim onboardings and run their steps until SIGTERM."""
+    from onboarding.metrics import serve_worker_metrics
     from onboarding.worker import Worker
 
     services = _services()
+    if metrics_port is not None:
+        serve_worker_metrics(metrics_port, services.db)
     Worker(services.settings, services.plan, services.db).run(once=once)
 
 

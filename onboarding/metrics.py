@@ -12,7 +12,14 @@ from __future__ import annotations
 import os
 
 from flask import Blueprint, Response, current_app
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -65,15 +72,25 @@ class QueueCollector:
                                 value=stats["oldest_ready_seconds"])
 
 
-@bp.get("/metrics")
-def scrape():
-    """Every process's samples plus the database's figures, in the Prometheus text format."""
-    services = current_app.extensions["onboarding"]
+def scrape_registry(db) -> CollectorRegistry:
+    """A registry of every process's samples (or this one's, outside multiprocess mode) and the queue figures."""
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)
     else:
         for collector in (WEBHOOKS, SIGNATURE_FAILURES, STEPS, CALLS, ONBOARDINGS_FINISHED):
             registry.register(collector)
-    registry.register(QueueCollector(lambda: queue_stats(services.db)))
+    registry.register(QueueCollector(lambda: queue_stats(db)))
+    return registry
+
+
+@bp.get("/metrics")
+def scrape():
+    """Every process's samples plus the database's figures, in the Prometheus text format."""
+    registry = scrape_registry(current_app.extensions["onboarding"].db)
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def serve_worker_metrics(port: int, db) -> None:
+    """Serve /metrics from a worker process in a background thread."""
+    start_http_server(port, registry=scrape_registry(db))

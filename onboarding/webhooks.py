@@ -40,9 +40,9 @@ def receive(source: Source):
         return jsonify(error="The request's signature could not be verified.", reason=str(error)), 401
     verdict = source.judge(body)
     kept = {name: request.headers[name] for name in source.headers_to_keep if name in request.headers}
-    with logs.bound(deal_id=verdict.deal_id):
-        receipt = record_delivery(services.db, source.name, delivery_id, kept, body, verdict)
-        logs.bind(event_id=receipt.event_id, deal_id=verdict.deal_id, onboarding_id=receipt.onboarding_id)
+    logs.bind(deal_id=verdict.deal_id)
+    receipt = record_delivery(services.db, source.name, delivery_id, kept, body, verdict)
+    logs.bind(event_id=receipt.event_id, onboarding_id=receipt.onboarding_id)
     WEBHOOKS.labels(source.name, receipt.outcome).inc()
     log.info("delivery %s", receipt.outcome, extra={"outcome": receipt.outcome, "source": source.name})
     return answer(receipt)
