@@ -116,7 +116,7 @@ def postgres_database():
     admin.close()
 
 
-def _reset_postgres(url: str) -> None:
+def reset_postgres(url: str) -> None:
     """An empty public schema."""
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True) as connection:
         connection.execute("DROP SCHEMA public CASCADE")
@@ -130,7 +130,7 @@ def database_url(request, tmp_path) -> str:
         url = f"sqlite:///{tmp_path / 'onboarding.db'}"
     else:
         url = request.getfixturevalue("postgres_database")
-        _reset_postgres(url)
+        reset_postgres(url)
     database = Database(url)
     database.upgrade()
     database.dispose()
