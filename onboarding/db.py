@@ -85,10 +85,18 @@ class Database:
 
     def upgrade(self, revision: str = "head") -> None:
         """Apply the migrations up to revision."""
+        self._migrate(command.upgrade, revision)
+
+    def downgrade(self, revision: str) -> None:
+        """Revert the migrations down to revision ("base" = no schema)."""
+        self._migrate(command.downgrade, revision)
+
+    def _migrate(self, action, revision: str) -> None:
+        """Run an Alembic command on this database's engine."""
         with self.engine.begin() as connection:
             config = self._alembic_config()
             config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+            action(config, revision)
 
     def _alembic_config(self) -> Config:
         """An Alembic configuration built in code, so no alembic.ini has to be found."""
