@@ -22,7 +22,8 @@ threads = int(os.environ.get("WEB_THREADS", 4))
 
 # A worker silent for this long is killed and replaced. Requests take milliseconds; this only catches hangs.
 timeout = int(os.environ.get("WEB_TIMEOUT", 30))
-# On SIGTERM, workers first drain (see READINESS_DRAIN_SECONDS) and then get this long to finish requests.
+# After SIGTERM, workers drain for READINESS_DRAIN_SECONDS and then finish their requests; gunicorn counts this
+# timeout from the SIGTERM, so requests get graceful_timeout minus the drain.
 graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT", 30))
 # Keep idle connections from the load balancer open a little longer than its own idle probe.
 keepalive = int(os.environ.get("WEB_KEEPALIVE", 5))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from flask import Flask, jsonify
@@ -47,6 +48,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     from onboarding import admin, cli, health, metrics, status, webhooks
 
     logs.configure()
+    # Every /readyz reads the schema revision; alembic would log two lines for each probe.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     services = Services.build(settings or load_settings())
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = services.settings.max_body_bytes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import shlex
 import sys
@@ -36,6 +37,7 @@ def _print_json(value) -> None:
 def db_upgrade(revision: str) -> None:
     """Apply the migrations (creates the schema on an empty database)."""
     database = _services().db
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
     database.upgrade(revision)
     current, head = database.schema_state()
     click.echo(f"database schema at {current} (newest: {head})")

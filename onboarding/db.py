@@ -7,7 +7,9 @@ locked" however long the busy timeout is. PostgreSQL needs none of that.
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,9 +41,12 @@ class Database:
         """Create the engine; for SQLite also the file's folder and the connection pragmas."""
         self.url = make_url(normalize_url(url))
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self._lock_file = None
+        self._thread_lock = threading.Lock()
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+                self._lock_file = open(f"{self.url.database}.lock", "a")  # noqa: SIM115 - held for the process
             self.engine = create_engine(self.url, pool_size=pool_size, max_overflow=2 * pool_size,
                                         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
             event.listen(self.engine, "connect", _sqlite_connect)
@@ -55,8 +60,26 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A writing unit of work: committed when the block ends, rolled back if it raises."""
-        with self._writing() as session, session.begin():
+        with self._writer_turn(), self._writing() as session, session.begin():
             yield session
+
+    @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """On SQLite, queue writers of every process on a file lock before they ask SQLite for its lock.
+
+        SQLite makes a blocked writer sleep and poll (1, 2, 5 ... 100 ms) until the lock is free, which turns a
+        few concurrent writers into long tail latencies; a blocking flock wakes the next writer the moment the
+        lock is released. flock is per open file, so threads of one process also take a thread lock.
+        """
+        if self._lock_file is None:
+            yield
+            return
+        with self._thread_lock:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
@@ -106,8 +129,11 @@ class Database:
         return config
 
     def dispose(self) -> None:
-        """Close every pooled connection (e.g. after a fork)."""
+        """Close every pooled connection and the lock file."""
         self.engine.dispose()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
 
 def _sqlite_connect(dbapi_connection, _record) -> None:

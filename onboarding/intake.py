@@ -10,14 +10,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from onboarding.db import Database
-from onboarding.models import Event, Onboarding, utcnow
+from onboarding.groupcommit import group_commit
+from onboarding.models import Event, Onboarding, new_id, utcnow
 from onboarding.sources import Verdict
 
 ATTEMPTS_ON_CONFLICT = 3
+# Built once: executing a prepared INSERT with a parameter dict skips SQLAlchemy's per-call statement building.
+INSERT_ONBOARDING = insert(Onboarding.__table__)
+INSERT_EVENT = insert(Event.__table__)
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,10 @@ class Receipt:
 def record_delivery(db: Database, source: str, delivery_id: str, headers: Mapping[str, str], body: bytes,
                     verdict: Verdict) -> Receipt:
     """Record one verified delivery and act on its verdict; safe to call concurrently for the same deal."""
+    if verdict.outcome == "accepted":
+        receipt = _insert_new_deal(db, source, delivery_id, dict(headers), body, verdict)
+        if receipt is not None:
+            return receipt
     for attempt in range(ATTEMPTS_ON_CONFLICT):
         try:
             with db.transaction() as session:
@@ -45,6 +53,28 @@ def record_delivery(db: Database, source: str, delivery_id: str, headers: Mappin
             if attempt == ATTEMPTS_ON_CONFLICT - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def _insert_new_deal(db: Database, source: str, delivery_id: str, headers: dict, body: bytes,
+                     verdict: Verdict) -> Receipt | None:
+    """The common case, in two plain INSERTs: a new delivery of a new deal. None when either already exists."""
+    now = utcnow()
+    deal = verdict.deal
+    onboarding_id, event_id = new_id(), new_id()
+    inserted = group_commit(db).write([
+        (INSERT_ONBOARDING, dict(
+            id=onboarding_id, source=source, deal_id=deal.deal_id, deal_title=deal.deal_title,
+            client_id=deal.client_id, client_name=deal.client_name, client_email=deal.client_email,
+            client_user_id=deal.client_user_id, manager_user_id=deal.manager_user_id, status="queued",
+            attempts=0, run_at=now, created_at=now, updated_at=now)),
+        (INSERT_EVENT, dict(
+            id=event_id, source=source, delivery_id=delivery_id, received_at=now, last_received_at=now,
+            deliveries=1, headers=headers, body=body, outcome="accepted", event_type=verdict.event_type,
+            deal_id=deal.deal_id, onboarding_id=onboarding_id)),
+    ])
+    if not inserted:
+        return None  # a repeat: the careful path finds the original
+    return Receipt("created", event_id, onboarding_id, "queued", 202)
 
 
 def reprocess_event(db: Database, event_id: str, verdict: Verdict) -> Receipt | None:
@@ -60,7 +90,9 @@ def reprocess_event(db: Database, event_id: str, verdict: Verdict) -> Receipt | 
 def _record(session, source: str, delivery_id: str, headers: dict, body: bytes, verdict: Verdict) -> Receipt:
     """The body of the recording transaction."""
     now = utcnow()
-    event = session.scalar(select(Event).where(Event.source == source, Event.delivery_id == delivery_id))
+    # FOR UPDATE: concurrent redeliveries of one delivery id take turns (PostgreSQL; SQLite writers always do).
+    event = session.scalar(select(Event).where(Event.source == source, Event.delivery_id == delivery_id)
+                           .with_for_update())
     if event is None:
         event = Event(source=source, delivery_id=delivery_id, headers=headers, body=body, received_at=now,
                       last_received_at=now, deliveries=1, outcome=verdict.outcome)

@@ -105,7 +105,8 @@ def init_app(app) -> None:
     def log_request(response):
         """One line per request: method, path (without the query), status and duration."""
         started = g.get("started")
-        request_log.info("request", extra={
+        level = logging.WARNING if response.status_code >= 400 else logging.INFO
+        request_log.log(level, "request", extra={
             "method": request.method, "path": request.path, "status": response.status_code,
             "duration_ms": int((time.monotonic() - started) * 1000) if started else None})
         response.headers["X-Request-ID"] = _fields().get("request_id", "")

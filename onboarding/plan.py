@@ -85,6 +85,8 @@ def load_plan(path: Path) -> Plan:
         raise PlanError(f"{path}: cannot read the plan ({error.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise PlanError(f"{path}: not valid TOML ({error})") from None
+    except RecursionError:
+        raise PlanError(f"{path}: not valid TOML (nested too deeply)") from None
     try:
         return parse_plan(document)
     except PlanError as error:
@@ -192,10 +194,15 @@ def _templates(document: dict, folder_titles: set[str]) -> tuple[Template, ...]:
 def _check_title_template(template: str) -> None:
     """Only the documented placeholders may appear in the room title."""
     try:
-        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+        parts = [(field, spec, conversion) for _, field, spec, conversion in string.Formatter().parse(template)
+                 if field is not None]
     except ValueError as error:
         raise PlanError(f'[room] title = "{template}" is not a valid template ({error})') from None
-    for field in fields:
+    for field, spec, conversion in parts:
+        if spec or conversion:
+            raise PlanError(f'[room] title: write placeholders plainly, e.g. {{client.name}}, without a format spec '
+                            f'or conversion (found "{{{field}{"!" + conversion if conversion else ""}'
+                            f'{":" + spec if spec else ""}}}")')
         if field not in TITLE_FIELDS:
             raise PlanError(f'[room] title uses "{{{field}}}"; the placeholders are: '
                             + ", ".join("{" + name + "}" for name in sorted(TITLE_FIELDS)))

@@ -72,7 +72,7 @@ def verify(keys: Iterable[bytes], headers: Mapping[str, str], body: bytes, *,
         raise SignatureError("missing header " + ", ".join(missing), "missing")
     if len(message_id) > 255 or "." in message_id:
         raise SignatureError("malformed webhook-id", "malformed")
-    if not raw_timestamp.isdigit() or len(raw_timestamp) > 12:
+    if not (raw_timestamp.isascii() and raw_timestamp.isdigit()) or len(raw_timestamp) > 12:
         raise SignatureError("malformed webhook-timestamp (expected Unix seconds)", "malformed")
     timestamp = int(raw_timestamp)
     now = time.time() if now is None else now

@@ -57,6 +57,7 @@ class StandardWebhooksSource:
         self.secrets = secrets
         self.tolerance_seconds = tolerance_seconds
         self.default_manager = default_manager
+        self.schema = DealWonSchema(default_manager=default_manager)
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> str:
         """Check the Standard Webhooks signature over the raw body."""
@@ -66,8 +67,13 @@ class StandardWebhooksSource:
         """Parse and validate the payload."""
         try:
             document = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            return Verdict("rejected", http_status=400, errors={"_body": [f"The body is not valid JSON: {error}"]})
+        except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)[:200]
+            return Verdict("rejected", http_status=400, errors={"_body": [f"The body is not valid JSON: {reason}"]})
+        # Such text arrives as \u escapes or, since json decodes bytes with surrogatepass, as raw 0xED bytes.
+        if (b"\\u" in body or b"\xed" in body) and _unstorable_or_deep(document):
+            return Verdict("rejected", http_status=400, errors={"_body": [
+                "The body holds text no database can store: a lone UTF-16 surrogate or a NUL character."]})
         if not isinstance(document, dict):
             return Verdict("rejected", http_status=422, errors={"_schema": ["Expected a JSON object."]})
         event_type = document.get("type")
@@ -75,12 +81,31 @@ class StandardWebhooksSource:
             return Verdict("ignored", event_type=event_type[:100])
         deal_id = _deal_id(document)
         try:
-            data = DealWonSchema(default_manager=self.default_manager).load(document)
+            data = self.schema.load(document)
         except ValidationError as error:
             return Verdict("rejected", event_type=DEAL_WON if event_type == DEAL_WON else None, http_status=422,
                            errors=error.normalized_messages(), deal_id=deal_id)
         deal = to_deal_won(data, self.default_manager)
         return Verdict("accepted", event_type=DEAL_WON, deal=deal, http_status=202, deal_id=deal.deal_id)
+
+
+def _unstorable_or_deep(document) -> bool:
+    """_unstorable, treating a document too deep to inspect as unstorable."""
+    try:
+        return _unstorable(document)
+    except RecursionError:
+        return True
+
+
+def _unstorable(value) -> bool:
+    """Whether any string in a parsed document has a lone surrogate or a NUL (only \\u escapes make them)."""
+    if isinstance(value, str):
+        return "\x00" in value or any("\ud800" <= char <= "\udfff" for char in value)
+    if isinstance(value, dict):
+        return any(_unstorable(key) or _unstorable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_unstorable(item) for item in value)
+    return False
 
 
 def _deal_id(document: dict) -> str | None:

@@ -7,8 +7,6 @@ happens later, in the worker.
 
 from __future__ import annotations
 
-import logging
-
 from flask import Blueprint, current_app, jsonify, request
 
 from onboarding import logs
@@ -18,7 +16,6 @@ from onboarding.signatures import SignatureError
 from onboarding.sources import Source
 
 bp = Blueprint("webhooks", __name__)
-log = logging.getLogger("onboarding.webhooks")
 
 
 @bp.post("/webhooks/deal-won")
@@ -36,15 +33,16 @@ def receive(source: Source):
     except SignatureError as error:
         SIGNATURE_FAILURES.labels(source.name, error.code).inc()
         WEBHOOKS.labels(source.name, "unauthorized").inc()
-        log.warning("signature refused: %s", error, extra={"reason": error.code, "source": source.name})
+        logs.bind(outcome="unauthorized", reason=str(error), source=source.name)
         return jsonify(error="The request's signature could not be verified.", reason=str(error)), 401
     verdict = source.judge(body)
     kept = {name: request.headers[name] for name in source.headers_to_keep if name in request.headers}
     logs.bind(deal_id=verdict.deal_id)
     receipt = record_delivery(services.db, source.name, delivery_id, kept, body, verdict)
-    logs.bind(event_id=receipt.event_id, onboarding_id=receipt.onboarding_id)
+    # No line of its own: the request's one log line carries these.
+    logs.bind(event_id=receipt.event_id, onboarding_id=receipt.onboarding_id, outcome=receipt.outcome,
+              source=source.name)
     WEBHOOKS.labels(source.name, receipt.outcome).inc()
-    log.info("delivery %s", receipt.outcome, extra={"outcome": receipt.outcome, "source": source.name})
     return answer(receipt)
 
 

@@ -93,14 +93,15 @@ def test_logs_are_json_lines_with_context_and_no_secrets(observed):
     worker_lines = json_lines(stack.worker.output())
     requests_logged = [line for line in web_lines if line["message"] == "request"]
     assert requests_logged and all(line.get("request_id") and line.get("status") for line in requests_logged)
-    created = next(line for line in web_lines if line["message"] == "delivery created")
+    created = next(line for line in requests_logged if line.get("outcome") == "created")
     assert created["deal_id"] == "D-obs" and created["onboarding_id"] == onboarding_id and created["event_id"]
+    assert created["path"] == "/webhooks/deal-won" and created["status"] == 202
     steps = [line for line in worker_lines if line["message"] == "step done"]
     assert len(steps) == 9
     assert all(line["onboarding_id"] == onboarding_id and line["deal_id"] == "D-obs" and line["step"]
                for line in steps)
-    refused = next(line for line in web_lines if line["message"].startswith("signature refused"))
-    assert refused["reason"] == "mismatch"
+    refused = next(line for line in requests_logged if line.get("outcome") == "unauthorized")
+    assert refused["reason"] == "no signature matches" and refused["status"] == 401 and refused["level"] == "warning"
     everything = stack.web.output() + stack.worker.output()
     secrets = [API_KEY, ADMIN_TOKEN, WEBHOOK_SECRET, OLD_WEBHOOK_SECRET, CRM_SECRET,
                WEBHOOK_SECRET.removeprefix("whsec_"), CRM_SECRET.removeprefix("whsec_"), "v1,"]

@@ -1,0 +1,285 @@
+"""python -m bench: the accept path, one onboarding's latency, and a burst of deals; prints a table, writes JSON.
+
+Every scenario starts its own processes (gunicorn with deploy/gunicorn.conf.py, a worker, the DocSpace sandbox)
+on a fresh SQLite database under a temporary directory, exactly as the quick start runs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import secrets
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+from bench.load import hammer
+from onboarding.signatures import parse_secret, signed_headers
+from tests.processes import ROOT, Process, free_port, run_flask, start_sandbox, start_web, start_worker, wait_until
+
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+API_KEY = "sk-bench-" + secrets.token_hex(8)
+ADMIN_TOKEN = secrets.token_hex(16)
+MANAGER_ID = "22222222-2222-4222-8222-222222222222"
+
+
+def service_env(workdir: Path, docspace_url: str, crm_url: str, **overrides: str) -> dict[str, str]:
+    """The service's environment for a benchmark run: defaults, except what a scenario overrides."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PROMETHEUS")}
+    env.update({
+        "DOCSPACE_URL": docspace_url, "DOCSPACE_API_KEY": API_KEY, "WEBHOOK_SECRETS": WEBHOOK_SECRET,
+        "CRM_CALLBACK_URL": crm_url, "CRM_CALLBACK_SECRET": WEBHOOK_SECRET, "ADMIN_TOKEN": ADMIN_TOKEN,
+        "PUBLIC_BASE_URL": "http://127.0.0.1", "SECRET_KEY": secrets.token_hex(16),
+        "DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}", "ACCOUNT_MANAGER_ID": MANAGER_ID,
+        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
+    })
+    (workdir / "metrics").mkdir(exist_ok=True)
+    env.update(overrides)
+    result = run_flask(env, "db", "upgrade")
+    if result.returncode != 0:
+        raise SystemExit(f"bench: db upgrade failed:\n{result.stderr}")
+    return env
+
+
+def signed_deals(count: int, prefix: str) -> list[tuple[bytes, dict]]:
+    """Distinct, correctly signed deal-won requests."""
+    key = parse_secret(WEBHOOK_SECRET)
+    jobs = []
+    for number in range(count):
+        body = json.dumps({
+            "type": "deal.won", "deal": {"id": f"{prefix}-{number}", "title": "Annual plan"},
+            "client": {"id": f"C-{number}", "name": f"Client {number}", "email": f"client{number}@bench.example"},
+            "account_manager": {"docspace_user_id": MANAGER_ID}}).encode()
+        headers = {"Content-Type": "application/json", **signed_headers(key, f"msg_{uuid.uuid4().hex}", body)}
+        jobs.append((body, headers))
+    return jobs
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """Peak and current resident memory of a process (Linux /proc), in KiB."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    except OSError:
+        return {"peak_kib": 0, "now_kib": 0}
+    return {"peak_kib": int(fields["VmHWM"].split()[0]), "now_kib": int(fields["VmRSS"].split()[0])}
+
+
+def gunicorn_processes(master: Process) -> list[int]:
+    """The master's pid and its workers' pids."""
+    children = subprocess.run(["pgrep", "-P", str(master.popen.pid)], capture_output=True, text=True).stdout.split()
+    return [master.popen.pid, *map(int, children)]
+
+
+def accept_path(workdir: Path, requests_count: int, concurrency: int) -> dict:
+    """Throughput and latency of POST /webhooks/deal-won against a trivial endpoint, same gunicorn settings."""
+    env = service_env(workdir, "http://127.0.0.1:9", "http://127.0.0.1:9/crm")
+    figures = {}
+    for name, target in (("trivial", "bench.trivial:app"), ("deal-won", "wsgi:app")):
+        port = free_port()
+        web = Process(f"accept-{name}", [os.sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
+                                         "--bind", f"127.0.0.1:{port}", target], env, workdir)
+        wait_until(lambda port=port: _answers(f"http://127.0.0.1:{port}/webhooks/deal-won"), timeout=30,
+                   message=f"{name} to start")
+        url = f"http://127.0.0.1:{port}/webhooks/deal-won"
+        hammer(url, signed_deals(200, f"W{name}"), concurrency)  # warm up the workers and the database
+        figures[name] = hammer(url, signed_deals(requests_count, f"A{name}"), concurrency)
+        web.stop()
+    real, trivial = figures["deal-won"], figures["trivial"]
+    return {"concurrency": concurrency, "requests": requests_count,
+            "trivial": _brief(trivial), "deal_won": _brief(real), "ratio": real["rps"] / trivial["rps"],
+            "web_workers": _web_workers(env)}
+
+
+def _answers(url: str) -> bool:
+    """Whether anything listens at url (any status)."""
+    try:
+        requests.get(url, timeout=1)
+        return True
+    except requests.RequestException:
+        return False
+
+
+def _brief(figures: dict) -> dict:
+    """The figures worth keeping."""
+    return {key: round(figures[key], 2) if isinstance(figures[key], float) else figures[key]
+            for key in ("requests", "seconds", "rps", "p50_ms", "p99_ms", "max_ms", "statuses")}
+
+
+def _web_workers(env: dict) -> str:
+    """gunicorn's process and thread counts for these settings."""
+    result = subprocess.run([os.sys.executable, "-c", "import runpy; c = runpy.run_path('deploy/gunicorn.conf.py');"
+                             "print(c['workers'], c['threads'])"], env=env, cwd=ROOT, capture_output=True, text=True)
+    workers, threads = result.stdout.split()
+    return f"{workers} processes x {threads} threads"
+
+
+def one_onboarding(workdir: Path, latency_ms: int, runs: int) -> dict:
+    """Time from webhook to callback, with every DocSpace and CRM call taking latency_ms."""
+    sandbox, sandbox_url = start_sandbox(workdir, API_KEY)
+    requests.put(f"{sandbox_url}/_sandbox/config", json={"latency_ms": latency_ms}, timeout=5)
+    env = service_env(workdir, sandbox_url, f"{sandbox_url}/crm/callbacks")
+    port = free_port()
+    web = start_web(env, workdir, port, name="onboarding-web")
+    worker = start_worker(env, workdir, name="onboarding-worker")
+    durations = []
+    try:
+        for number, (body, headers) in enumerate(signed_deals(runs + 1, "O")):
+            sent = time.time()
+            requests.post(f"http://127.0.0.1:{port}/webhooks/deal-won", data=body, headers=headers, timeout=10)
+            callback = wait_until(lambda number=number: _callback(sandbox_url, number), timeout=60, interval=0.005,
+                                  message="the callback")
+            if number:  # the first run warms up connections and caches
+                durations.append(callback["received_at"] - sent)
+        calls = requests.get(f"{sandbox_url}/_sandbox/calls", timeout=5).json()
+    finally:
+        worker.stop()
+        web.stop()
+        sandbox.stop()
+    latency = latency_ms / 1000
+    median = statistics.median(durations)
+    return {"latency_ms": latency_ms, "runs": runs, "median_ms": round(median * 1000, 1),
+            "min_ms": round(min(durations) * 1000, 1), "max_ms": round(max(durations) * 1000, 1),
+            "critical_path_bound_ms": 4 * latency_ms, "sample_sequence_ms": 9 * latency_ms,
+            "vs_bound": round(median / (4 * latency), 3), "vs_sample": round(median / (9 * latency), 3),
+            "docspace_calls_per_onboarding": round(len(calls) / (runs + 1), 1)}
+
+
+def _callback(sandbox_url: str, index: int) -> dict | None:
+    """The index-th CRM callback, once it has arrived."""
+    callbacks = requests.get(f"{sandbox_url}/_sandbox/crm/callbacks", timeout=5).json()
+    return callbacks[index] if len(callbacks) > index else None
+
+
+def burst(workdir: Path, deals: int, latency_ms: int, concurrency: int, worker_concurrency: int,
+          max_writes: int) -> dict:
+    """deals deliveries at once: acknowledgement, drain time, DocSpace write concurrency, memory."""
+    sandbox, sandbox_url = start_sandbox(workdir, API_KEY)
+    requests.put(f"{sandbox_url}/_sandbox/config", json={"latency_ms": latency_ms}, timeout=5)
+    env = service_env(workdir, sandbox_url, f"{sandbox_url}/crm/callbacks",
+                      WORKER_CONCURRENCY=str(worker_concurrency), DOCSPACE_MAX_CONCURRENT_WRITES=str(max_writes),
+                      DOCSPACE_RATE_PER_MINUTE="1000000")
+    port = free_port()
+    web = start_web(env, workdir, port, name="burst-web")
+    worker = start_worker(env, workdir, name="burst-worker")
+    memory_before = memory_kib(worker.popen.pid)
+    try:
+        jobs = signed_deals(deals, "B")
+        acked = hammer(f"http://127.0.0.1:{port}/webhooks/deal-won", jobs, concurrency)
+        all_acked = acked["first_sent"] + acked["seconds"]
+        wait_until(lambda: _callback_count(sandbox_url) >= deals, timeout=3600, interval=1.0,
+                   message="every callback")
+        drained = time.time() - acked["first_sent"]
+        state = requests.get(f"{sandbox_url}/_sandbox/state", timeout=60).json()
+        calls = requests.get(f"{sandbox_url}/_sandbox/calls", timeout=60).json()
+        memory = {"web": {str(pid): memory_kib(pid) for pid in gunicorn_processes(web)},
+                  "worker": memory_kib(worker.popen.pid), "worker_before": memory_before,
+                  "sandbox": memory_kib(sandbox.popen.pid)}
+    finally:
+        worker.stop()
+        web.stop()
+        sandbox.stop()
+    writes = sum(1 for call in calls if call["method"] != "GET")
+    bound = writes * latency_ms / 1000 / max_writes
+    return {"deals": deals, "latency_ms": latency_ms, "client_connections": concurrency,
+            "worker_concurrency": worker_concurrency, "configured_max_writes": max_writes,
+            "ack_seconds": round(all_acked - acked["first_sent"], 2), "ack_p99_ms": round(acked["p99_ms"], 1),
+            "ack_max_ms": round(acked["max_ms"], 1), "ack_statuses": acked["statuses"],
+            "drain_seconds": round(drained, 2), "writes": writes, "writes_per_onboarding": round(writes / deals, 2),
+            "concurrency_bound_seconds": round(bound, 2), "vs_bound": round(drained / bound, 3),
+            "peak_concurrent_writes": state["peak_concurrent_writes"], "rooms": len(state["rooms"]),
+            "memory": memory}
+
+
+def _callback_count(sandbox_url: str) -> int:
+    """How many callbacks the fake CRM has received."""
+    return len(requests.get(f"{sandbox_url}/_sandbox/crm/callbacks", timeout=30).json())
+
+
+def table(report: dict) -> str:
+    """The report as a plain-text table."""
+    lines = [f"machine: {report['machine']}"]
+    if "accept" in report:
+        accept = report["accept"]
+        lines += [f"accept path ({accept['requests']} distinct signed events, {accept['concurrency']} connections, "
+                  f"gunicorn {accept['web_workers']}):",
+                  f"  {'endpoint':10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"]
+        for name in ("trivial", "deal_won"):
+            row = accept[name]
+            lines.append(f"  {name:10} {row['rps']:8.0f} {row['p50_ms']:8.1f} {row['p99_ms']:8.1f} "
+                         f"{row['max_ms']:8.1f}")
+        lines.append(f"  deal-won / trivial throughput: {accept['ratio']:.0%}")
+    if "onboarding" in report:
+        one = report["onboarding"]
+        lines += [f"one onboarding (every call {one['latency_ms']} ms, {one['runs']} runs):",
+                  f"  webhook -> callback median {one['median_ms']} ms (min {one['min_ms']}, max {one['max_ms']}); "
+                  f"critical path 4L = {one['critical_path_bound_ms']} ms ({one['vs_bound']:.2f}x); "
+                  f"sample's 9 calls in a row = {one['sample_sequence_ms']} ms ({one['vs_sample']:.0%})",
+                  f"  DocSpace calls per onboarding: {one['docspace_calls_per_onboarding']}"]
+    if "burst" in report:
+        b = report["burst"]
+        worker = b["memory"]["worker"]
+        web_peak = max(entry["peak_kib"] for entry in b["memory"]["web"].values())
+        lines += [f"burst ({b['deals']} deals at once over {b['client_connections']} connections; every call "
+                  f"{b['latency_ms']} ms; worker concurrency {b['worker_concurrency']}, "
+                  f"max {b['configured_max_writes']} concurrent writes):",
+                  f"  all acknowledged in {b['ack_seconds']} s (p99 {b['ack_p99_ms']} ms, max {b['ack_max_ms']} ms, "
+                  f"statuses {b['ack_statuses']})",
+                  f"  all complete in {b['drain_seconds']} s; bound {b['writes']} writes x L / "
+                  f"{b['configured_max_writes']} = {b['concurrency_bound_seconds']} s ({b['vs_bound']:.2f}x)",
+                  f"  peak concurrent DocSpace writes: {b['peak_concurrent_writes']}; rooms: {b['rooms']}",
+                  f"  peak RSS: worker {worker['peak_kib'] // 1024} MiB (idle before the burst "
+                  f"{b['memory']['worker_before']['now_kib'] // 1024} MiB), "
+                  f"largest web process {web_peak // 1024} MiB, "
+                  f"sandbox {b['memory']['sandbox']['peak_kib'] // 1024} MiB"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Run the chosen scenarios, print the table, write the JSON."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--only", choices=["accept", "onboarding", "burst"], action="append")
+    parser.add_argument("--requests", type=int, default=4000, help="accept path: requests per endpoint")
+    parser.add_argument("--connections", type=int, default=16, help="accept path: concurrent connections")
+    parser.add_argument("--latency-ms", type=int, default=100, help="one onboarding: each call's latency")
+    parser.add_argument("--runs", type=int, default=7, help="one onboarding: measured runs")
+    parser.add_argument("--deals", type=int, default=2000, help="burst: deals")
+    parser.add_argument("--burst-latency-ms", type=int, default=50, help="burst: each call's latency")
+    parser.add_argument("--burst-connections", type=int, default=64, help="burst: client connections")
+    parser.add_argument("--worker-concurrency", type=int, default=32, help="burst: onboardings a worker runs at once")
+    parser.add_argument("--max-writes", type=int, default=15, help="burst: DOCSPACE_MAX_CONCURRENT_WRITES")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    args = parser.parse_args()
+    chosen = args.only or ["accept", "onboarding", "burst"]
+    report: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+                    "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    with tempfile.TemporaryDirectory(prefix="onboarding-bench-") as scratch:
+        if "accept" in chosen:
+            report["accept"] = accept_path(_fresh(scratch, "accept"), args.requests, args.connections)
+        if "onboarding" in chosen:
+            report["onboarding"] = one_onboarding(_fresh(scratch, "onboarding"), args.latency_ms, args.runs)
+        if "burst" in chosen:
+            report["burst"] = burst(_fresh(scratch, "burst"), args.deals, args.burst_latency_ms,
+                                    args.burst_connections, args.worker_concurrency, args.max_writes)
+    print(table(report))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"written to {args.out}")
+
+
+def _fresh(scratch: str, name: str) -> Path:
+    """A new directory for one scenario."""
+    path = Path(scratch) / name
+    path.mkdir()
+    return path
+
+
+if __name__ == "__main__":
+    main()
