@@ -118,6 +118,22 @@ def renew(db: Database, claim: Claim, lease_seconds: float) -> bool:
         return _hold(session, claim, lease_seconds)
 
 
+def record_attempt(db: Database, claim: Claim, name: str, lease_seconds: float) -> bool:
+    """Note, before a step creates something, that it is trying; False, and nothing noted, if the claim was lost."""
+    now = utcnow()
+    with db.transaction() as session:
+        if not _hold(session, claim, lease_seconds):
+            return False
+        step = session.get(StepResult, (claim.onboarding_id, name))
+        if step is None:
+            step = StepResult(onboarding_id=claim.onboarding_id, name=name, attempts=0, started_at=now)
+            session.add(step)
+        step.status = "started"
+        step.attempts += 1
+        step.finished_at = now
+        return True
+
+
 def save_step(db: Database, claim: Claim, name: str, *, result: dict | None, error: dict | None,
               started_at: datetime, lease_seconds: float) -> bool:
     """Save a step's result (or its failure) under the claim; False, and nothing saved, when it was lost."""
@@ -129,10 +145,11 @@ def save_step(db: Database, claim: Claim, name: str, *, result: dict | None, err
         if step is None:
             step = StepResult(onboarding_id=claim.onboarding_id, name=name, attempts=0)
             session.add(step)
+        if step.status != "started":  # a recorded attempt was counted when it began
+            step.attempts += 1
         step.status = "done" if error is None else "failed"
         step.result = result
         step.error = error
-        step.attempts += 1
         step.started_at = started_at
         step.finished_at = finished
         step.duration_ms = int((finished - started_at).total_seconds() * 1000)

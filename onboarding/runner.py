@@ -42,6 +42,10 @@ class RetryPolicy:
         return max(backoff * random.uniform(0.5, 1.0), retry_after or 0.0)
 
 
+class LeaseLost(Exception):
+    """Another worker owns the onboarding now; stop without touching DocSpace further."""
+
+
 class Run:
     """Executes the remaining steps of one claimed onboarding."""
 
@@ -59,6 +63,13 @@ class Run:
         self.stopping = stopping
         self.notify_failures = notify_failures
         self.lost = False
+        ctx.record_attempt = self._record_attempt
+
+    def _record_attempt(self, name: str) -> None:
+        """Save that a step is about to create something, or stop the step if the claim was lost."""
+        if not queue.record_attempt(self.db, self.claim, name, self.lease_seconds):
+            self.lost = True
+            raise LeaseLost(name)
 
     def execute(self) -> str:
         """Run the steps; return completed, retrying, failed, released or lost."""
@@ -99,6 +110,8 @@ class Run:
             for future in finished:
                 step = running.pop(future)
                 result, error, seconds = future.result()
+                if self.lost:
+                    continue  # nothing more may be written under this claim
                 started_at = utcnow() - timedelta(seconds=seconds)
                 saved = queue.save_step(self.db, self.claim, step.name, result=result,
                                         error=None if error is None else error.as_dict(),
@@ -126,6 +139,8 @@ class Run:
                 return step.run(self.ctx), None, time.monotonic() - started
             except ServiceError as error:
                 return None, error, time.monotonic() - started
+            except LeaseLost:
+                return None, None, time.monotonic() - started
             except Exception as error:  # a bug or an answer we cannot read: stop, keep it visible
                 log.exception("step crashed")
                 return None, PermanentError(f"unexpected {type(error).__name__} in step {step.name}: {error}",

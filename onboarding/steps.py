@@ -30,6 +30,9 @@ class RunContext:
     docspace: DocSpace
     crm: WriteBack
     status_url: str
+    # Saves "this step is about to create something" under the run's claim; raises if the claim was lost
+    # (set by the Run that executes the steps).
+    record_attempt: Callable[[str], None] | None = None
     results: dict[str, dict] = field(default_factory=dict)
     # names of steps whose result this run created (not found from an earlier attempt)
     fresh: set[str] = field(default_factory=set)
@@ -60,12 +63,12 @@ def deal_tag(deal_id: str) -> str:
 
 def plan_steps(plan: Plan) -> list[Step]:
     """The steps of the plan, in an order where every step comes after its needs."""
-    steps = [Step("room", (), create_room)]
+    steps = [Step("room", (), create_room), Step("client", (), find_client)]
     steps += [Step(f"folder:{folder.title}", ("room",), folder_step(folder.title)) for folder in plan.folders]
     for template in plan.templates:
         parent = f"folder:{template.folder}" if template.folder else "room"
         steps.append(Step(copy_name(template), (parent,), copy_step(template, parent)))
-    steps.append(Step("access", ("room",), grant_access))
+    steps.append(Step("access", ("room", "client"), grant_access))
     if plan.link_kind != "none":
         steps.append(Step("link", ("room",), share_link))
     steps.append(Step("callback", tuple(step.name for step in steps), call_back))
@@ -78,10 +81,14 @@ def copy_name(template: Template) -> str:
 
 
 def create_room(ctx: RunContext) -> dict:
-    """Find the deal's room by its tag, or create it."""
+    """Find the deal's room by its tag, or create it.
+
+    The search is skipped only when no run ever began this step: the attempt is recorded (under the claim)
+    before the room is created, so a create whose answer was lost always leaves a trace that forces the search.
+    """
     work, plan = ctx.work, ctx.plan
     tag = deal_tag(work.deal_id)
-    rooms = sorted(ctx.docspace.rooms_tagged(tag), key=lambda room: room["id"])
+    rooms = [] if ctx.first_try("room") else sorted(ctx.docspace.rooms_tagged(tag), key=lambda room: room["id"])
     if rooms:
         room = rooms[0]
         if room.get("rootFolderType") == ARCHIVED_ROOT:
@@ -91,6 +98,7 @@ def create_room(ctx: RunContext) -> dict:
     else:
         title = plan.render_room_title(work.deal_id, work.deal_title, work.client_id, work.client_name,
                                        work.client_email)
+        ctx.record_attempt("room")
         room = ctx.docspace.create_room(title, plan.room_type, [*plan.room_tags, tag])
         ctx.fresh.add("room")
     return {"room_id": room["id"], "title": room.get("title"), "room_type": room.get("roomType"),
@@ -131,14 +139,20 @@ def copy_step(template: Template, parent: str) -> Callable[[RunContext], dict]:
     return copy_template
 
 
+def find_client(ctx: RunContext) -> dict:
+    """The client's DocSpace user id: from the payload, else by e-mail address; None if they have no account."""
+    user_id = ctx.work.client_user_id
+    if user_id is None:
+        user = ctx.docspace.user_by_email(ctx.work.client_email)
+        user_id = user["id"] if user else None
+    return {"user_id": user_id}
+
+
 def grant_access(ctx: RunContext) -> dict:
     """Invite the account manager and the client with the plan's roles, then confirm both are members."""
     work, plan = ctx.work, ctx.plan
     room_id = ctx.results["room"]["room_id"]
-    client_user_id = work.client_user_id
-    if client_user_id is None:
-        user = ctx.docspace.user_by_email(work.client_email)
-        client_user_id = user["id"] if user else None
+    client_user_id = ctx.results["client"]["user_id"]
     client = {"id": client_user_id} if client_user_id else {"email": work.client_email}
     invitations = [{"id": work.manager_user_id, "access": plan.manager_access},
                    {**client, "access": plan.client_access}]

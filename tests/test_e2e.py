@@ -106,7 +106,8 @@ def test_a_won_deal_becomes_a_complete_room_and_the_crm_is_told(stack):
     assert callback["status_url"] == answer.json()["status_url"]
 
     assert done["room"] == callback["room"]
-    assert [step["status"] for step in done["steps"]] == ["done"] * 9
+    # room, client, 3 folders, 2 copies, access, link, callback
+    assert [step["status"] for step in done["steps"]] == ["done"] * 10
 
 
 def test_the_same_deal_again_changes_nothing(stack):
@@ -140,6 +141,8 @@ def test_a_known_client_is_invited_by_id(stack):
     assert share[0]["body"]["invitations"][1] == {"id": "44444444-4444-4444-8444-444444444444", "access": 2}
     access = next(step for step in done["steps"] if step["name"] == "access")
     assert access["result"]["client_invited_by"] == "id"
+    client = next(step for step in done["steps"] if step["name"] == "client")
+    assert client["result"] == {"user_id": "44444444-4444-4444-8444-444444444444"}
 
 
 def test_the_status_link_shows_progress_without_the_admin_token(stack):

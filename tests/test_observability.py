@@ -97,7 +97,7 @@ def test_logs_are_json_lines_with_context_and_no_secrets(observed):
     assert created["deal_id"] == "D-obs" and created["onboarding_id"] == onboarding_id and created["event_id"]
     assert created["path"] == "/webhooks/deal-won" and created["status"] == 202
     steps = [line for line in worker_lines if line["message"] == "step done"]
-    assert len(steps) == 9
+    assert len(steps) == 10
     assert all(line["onboarding_id"] == onboarding_id and line["deal_id"] == "D-obs" and line["step"]
                for line in steps)
     refused = next(line for line in requests_logged if line.get("outcome") == "unauthorized")

@@ -23,7 +23,8 @@ def test_steps_follow_the_plan_and_copies_wait_only_for_their_folder():
     assert steps["room"] == ()
     assert steps["folder:Invoices"] == ("room",)
     assert steps["copy:Deliverables/Welcome to your client room.pdf"] == ("folder:Deliverables",)
-    assert steps["access"] == ("room",) and steps["link"] == ("room",)
+    assert steps["client"] == ()
+    assert steps["access"] == ("room", "client") and steps["link"] == ("room",)
     assert set(steps["callback"]) == set(steps) - {"callback"}
 
 

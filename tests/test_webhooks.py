@@ -42,7 +42,7 @@ def test_a_signed_deal_is_accepted_with_a_status_link(app, client):
     status = client.get(body["status_url"].replace("http://onboarding.test", ""))
     assert status.status_code == 200
     assert status.get_json()["onboarding_id"] == body["onboarding_id"]
-    assert [step["status"] for step in status.get_json()["steps"]] == ["pending"] * 9
+    assert [step["status"] for step in status.get_json()["steps"]] == ["pending"] * 10
 
 
 def test_the_same_delivery_again_names_the_original_onboarding(app, client):
