@@ -44,7 +44,7 @@ class Settings:
     docspace_rate_per_minute: int = 1500
     crm_timeout: float = 15.0
     worker_concurrency: int = 8
-    worker_poll_seconds: float = 0.25
+    worker_poll_seconds: float = 0.05
     worker_grace_seconds: float = 20.0
     lease_seconds: float = 90.0
     retry_base_seconds: float = 2.0

@@ -134,25 +134,36 @@ def record_attempt(db: Database, claim: Claim, name: str, lease_seconds: float) 
         return True
 
 
-def save_step(db: Database, claim: Claim, name: str, *, result: dict | None, error: dict | None,
-              started_at: datetime, lease_seconds: float) -> bool:
-    """Save a step's result (or its failure) under the claim; False, and nothing saved, when it was lost."""
+@dataclass(frozen=True)
+class StepOutcome:
+    """How one run of one step ended: its result, or the error it met."""
+
+    name: str
+    result: dict | None
+    error: dict | None
+    started_at: datetime
+
+
+def save_steps(db: Database, claim: Claim, outcomes: list[StepOutcome], lease_seconds: float) -> bool:
+    """Save the outcomes of steps that ended together, in one transaction under the claim; False, and nothing
+    saved, when the claim was lost."""
     finished = utcnow()
     with db.transaction() as session:
         if not _hold(session, claim, lease_seconds):
             return False
-        step = session.get(StepResult, (claim.onboarding_id, name))
-        if step is None:
-            step = StepResult(onboarding_id=claim.onboarding_id, name=name, attempts=0)
-            session.add(step)
-        if step.status != "started":  # a recorded attempt was counted when it began
-            step.attempts += 1
-        step.status = "done" if error is None else "failed"
-        step.result = result
-        step.error = error
-        step.started_at = started_at
-        step.finished_at = finished
-        step.duration_ms = int((finished - started_at).total_seconds() * 1000)
+        for outcome in outcomes:
+            step = session.get(StepResult, (claim.onboarding_id, outcome.name))
+            if step is None:
+                step = StepResult(onboarding_id=claim.onboarding_id, name=outcome.name, attempts=0)
+                session.add(step)
+            if step.status != "started":  # a recorded attempt was counted when it began
+                step.attempts += 1
+            step.status = "done" if outcome.error is None else "failed"
+            step.result = outcome.result
+            step.error = outcome.error
+            step.started_at = outcome.started_at
+            step.finished_at = finished
+            step.duration_ms = int((finished - outcome.started_at).total_seconds() * 1000)
         return True
 
 

@@ -107,28 +107,27 @@ class Run:
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                step = running.pop(future)
-                result, error, seconds = future.result()
-                if self.lost:
-                    continue  # nothing more may be written under this claim
-                started_at = utcnow() - timedelta(seconds=seconds)
-                saved = queue.save_step(self.db, self.claim, step.name, result=result,
-                                        error=None if error is None else error.as_dict(),
-                                        started_at=started_at, lease_seconds=self.lease_seconds)
+            ended = [(running.pop(future), *future.result()) for future in finished]
+            if self.lost:
+                continue  # nothing more may be written under this claim
+            now = utcnow()
+            outcomes = [queue.StepOutcome(step.name, result, None if error is None else error.as_dict(),
+                                          now - timedelta(seconds=seconds))
+                        for step, result, error, seconds in ended]
+            # Steps that ended together are saved together: one transaction, one fsync.
+            if not queue.save_steps(self.db, self.claim, outcomes, self.lease_seconds):
+                self.lost = True
+                continue
+            for step, result, error, seconds in ended:
                 observe_step(step.kind, "ok" if error is None else error.kind, seconds)
                 with logs.bound(step=step.name):
                     if error is None:
                         log.info("step done", extra={"outcome": "done", "duration_ms": int(seconds * 1000)})
+                        self.ctx.results[step.name] = result
                     else:
                         log.warning("step failed: %s", error.message,
                                     extra={"outcome": error.kind, "duration_ms": int(seconds * 1000)})
-                if not saved:
-                    self.lost = True
-                elif error is None:
-                    self.ctx.results[step.name] = result
-                else:
-                    failures.append((step, error))
+                        failures.append((step, error))
         return failures
 
     def _timed(self, step: Step) -> tuple[dict | None, ServiceError | None, float]:

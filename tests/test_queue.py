@@ -53,12 +53,10 @@ def test_an_expired_lease_is_claimed_again_and_fences_out_the_old_owner(database
     [new] = queue.claim(db, "new", lease_seconds=60, limit=1)
     assert new.onboarding_id == onboarding_id and new.attempts == 2
 
-    assert not queue.save_step(db, old, "room", result={"room_id": 1}, error=None, started_at=queue.utcnow(),
-                               lease_seconds=60)
+    assert not queue.save_steps(db, old, [queue.StepOutcome("room", {"room_id": 1}, None, queue.utcnow())], 60)
     assert not queue.finish(db, old, "completed")
     assert not queue.renew(db, old, 60)
-    assert queue.save_step(db, new, "room", result={"room_id": 2}, error=None, started_at=queue.utcnow(),
-                           lease_seconds=60)
+    assert queue.save_steps(db, new, [queue.StepOutcome("room", {"room_id": 2}, None, queue.utcnow())], 60)
     with db.reading() as session:
         assert session.get(StepResult, (onboarding_id, "room")).result == {"room_id": 2}
         assert session.get(Onboarding, onboarding_id).claimed_by == "new"
