@@ -73,6 +73,15 @@ def memory_kib(pid: int) -> dict[str, int]:
     return {"peak_kib": int(fields["VmHWM"].split()[0]), "now_kib": int(fields["VmRSS"].split()[0])}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def gunicorn_processes(master: Process) -> list[int]:
     """The master's pid and its workers' pids."""
     children = subprocess.run(["pgrep", "-P", str(master.popen.pid)], capture_output=True, text=True).stdout.split()
@@ -182,6 +191,8 @@ def burst(workdir: Path, deals: int, latency_ms: int, concurrency: int, worker_c
         drained = time.time() - acked["first_sent"]
         state = requests.get(f"{sandbox_url}/_sandbox/state", timeout=60).json()
         calls = requests.get(f"{sandbox_url}/_sandbox/calls", timeout=60).json()
+        cpu = {"web": round(sum(cpu_seconds(pid) for pid in gunicorn_processes(web)), 1),
+               "worker": round(cpu_seconds(worker.popen.pid), 1), "sandbox": round(cpu_seconds(sandbox.popen.pid), 1)}
         memory = {"web": {str(pid): memory_kib(pid) for pid in gunicorn_processes(web)},
                   "worker": memory_kib(worker.popen.pid), "worker_before": memory_before,
                   "sandbox": memory_kib(sandbox.popen.pid)}
@@ -198,7 +209,7 @@ def burst(workdir: Path, deals: int, latency_ms: int, concurrency: int, worker_c
             "drain_seconds": round(drained, 2), "writes": writes, "writes_per_onboarding": round(writes / deals, 2),
             "concurrency_bound_seconds": round(bound, 2), "vs_bound": round(drained / bound, 3),
             "peak_concurrent_writes": state["peak_concurrent_writes"], "rooms": len(state["rooms"]),
-            "memory": memory}
+            "memory": memory, "cpu_seconds": cpu}
 
 
 def _callback_count(sandbox_url: str) -> int:
@@ -238,6 +249,8 @@ def table(report: dict) -> str:
                   f"  all complete in {b['drain_seconds']} s; bound {b['writes']} writes x L / "
                   f"{b['configured_max_writes']} = {b['concurrency_bound_seconds']} s ({b['vs_bound']:.2f}x)",
                   f"  peak concurrent DocSpace writes: {b['peak_concurrent_writes']}; rooms: {b['rooms']}",
+                  f"  CPU seconds used: web {b['cpu_seconds']['web']}, worker {b['cpu_seconds']['worker']}, "
+                  f"sandbox {b['cpu_seconds']['sandbox']}",
                   f"  peak RSS: worker {worker['peak_kib'] // 1024} MiB (idle before the burst "
                   f"{b['memory']['worker_before']['now_kib'] // 1024} MiB), "
                   f"largest web process {web_peak // 1024} MiB, "
@@ -254,7 +267,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=100, help="one onboarding: each call's latency")
     parser.add_argument("--runs", type=int, default=15, help="one onboarding: measured runs")
     parser.add_argument("--deals", type=int, default=2000, help="burst: deals")
-    parser.add_argument("--burst-latency-ms", type=int, default=50, help="burst: each call's latency")
+    parser.add_argument("--burst-latency-ms", type=int, default=100, help="burst: each call's latency")
     parser.add_argument("--burst-connections", type=int, default=64, help="burst: client connections")
     parser.add_argument("--worker-concurrency", type=int, default=32, help="burst: onboardings a worker runs at once")
     parser.add_argument("--max-writes", type=int, default=15, help="burst: DOCSPACE_MAX_CONCURRENT_WRITES")

@@ -15,6 +15,7 @@ from typing import Protocol
 import requests
 
 from onboarding.errors import TransientError, retry_after_seconds
+from onboarding.http import pooled_session
 from onboarding.metrics import observe_call
 from onboarding.signatures import signed_headers
 
@@ -31,12 +32,12 @@ class WriteBack(Protocol):
 class SignedCallback:
     """POSTs Standard Webhooks signed JSON to one URL; anything but a 2xx is retried later."""
 
-    def __init__(self, url: str, key: bytes, timeout: float) -> None:
+    def __init__(self, url: str, key: bytes, timeout: float, pool_size: int = 8) -> None:
         """A write-back to url, signing with key."""
         self.url = url
         self.key = key
         self.timeout = timeout
-        self.session = requests.Session()
+        self.session = pooled_session(pool_size)
 
     def deliver(self, event_type: str, message_id: str, payload: dict) -> int:
         """POST the signed payload; a non-2xx answer or no answer raises TransientError."""

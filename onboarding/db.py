@@ -19,7 +19,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -54,7 +54,8 @@ class Database:
         else:
             self.engine = create_engine(self.url, pool_size=pool_size, max_overflow=2 * pool_size,
                                         pool_pre_ping=True)
-        self._writing = sessionmaker(self.engine.execution_options(immediate=True), expire_on_commit=False)
+        self._writer_engine = self.engine.execution_options(immediate=True)
+        self._writing = sessionmaker(self._writer_engine, expire_on_commit=False)
         self._reading = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -62,6 +63,12 @@ class Database:
         """A writing unit of work: committed when the block ends, rolled back if it raises."""
         with self._writer_turn(), self._writing() as session, session.begin():
             yield session
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """Like transaction, for SQL without the ORM: a Connection in a writing transaction."""
+        with self._writer_turn(), self._writer_engine.begin() as connection:
+            yield connection
 
     @contextmanager
     def _writer_turn(self) -> Iterator[None]:

@@ -13,9 +13,9 @@ import time
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from onboarding.errors import PermanentError, TransientError, retry_after_seconds
+from onboarding.http import pooled_session
 from onboarding.limiter import Limiter
 from onboarding.metrics import observe_call
 
@@ -32,11 +32,8 @@ class DocSpace:
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
         self.limiter = limiter
-        self.session = requests.Session()
+        self.session = pooled_session(pool_size)
         self.session.headers.update({"Authorization": f"Bearer {api_key}", "Accept": "application/json"})
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
 
     # -- rooms -----------------------------------------------------------------------------------------------
 

@@ -72,8 +72,7 @@ class GroupCommit:
     def _commit(self, batch: list[_Job]) -> None:
         """One transaction for the batch, a savepoint per job; every job is released, whatever happens."""
         try:
-            with self.db.transaction() as session:
-                connection = session.connection()
+            with self.db.writing() as connection:
                 for job in batch:
                     try:
                         with connection.begin_nested():

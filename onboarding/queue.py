@@ -16,12 +16,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
 
 from onboarding.db import Database
 from onboarding.models import Onboarding, StepResult, utcnow
 
 RETRYABLE_STATUSES = ("failed",)
+STEPS = StepResult.__table__
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,8 @@ def has_work(db: Database) -> bool:
 def claim(db: Database, worker: str, lease_seconds: float, limit: int) -> list[Claim]:
     """Claim up to limit onboardings for this worker."""
     now = utcnow()
-    with db.transaction() as session:
-        rows = session.execute(
+    with db.writing() as connection:
+        rows = connection.execute(
             select(Onboarding.id, Onboarding.attempts)
             .where(_claimable(now))
             .order_by(Onboarding.run_at)
@@ -78,7 +80,7 @@ def claim(db: Database, worker: str, lease_seconds: float, limit: int) -> list[C
         claims = []
         for onboarding_id, attempts in rows:
             token = uuid.uuid4().hex
-            session.execute(update(Onboarding).where(Onboarding.id == onboarding_id).values(
+            connection.execute(update(Onboarding).where(Onboarding.id == onboarding_id).values(
                 status="running", claim_token=token, claimed_by=worker[:100], attempts=attempts + 1,
                 lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now))
             claims.append(Claim(onboarding_id, token, attempts + 1))
@@ -101,36 +103,35 @@ def load_work(db: Database, onboarding_id: str) -> Work:
         )
 
 
-def _hold(session, claim: Claim, lease_seconds: float | None = None) -> bool:
+def _hold(connection: Connection, claim: Claim, lease_seconds: float | None = None) -> bool:
     """Inside a transaction: whether the claim still holds (renewing its lease if asked); locks the row."""
     now = utcnow()
     values: dict = {"updated_at": now}
     if lease_seconds is not None:
         values["lease_expires_at"] = now + timedelta(seconds=lease_seconds)
-    result = session.execute(update(Onboarding).where(Onboarding.id == claim.onboarding_id,
-                                                      Onboarding.claim_token == claim.token).values(**values))
+    result = connection.execute(update(Onboarding).where(Onboarding.id == claim.onboarding_id,
+                                                         Onboarding.claim_token == claim.token).values(**values))
     return result.rowcount == 1
 
 
 def renew(db: Database, claim: Claim, lease_seconds: float) -> bool:
     """Extend a claim's lease; False when it was lost."""
-    with db.transaction() as session:
-        return _hold(session, claim, lease_seconds)
+    with db.writing() as connection:
+        return _hold(connection, claim, lease_seconds)
 
 
 def record_attempt(db: Database, claim: Claim, name: str, lease_seconds: float) -> bool:
     """Note, before a step creates something, that it is trying; False, and nothing noted, if the claim was lost."""
     now = utcnow()
-    with db.transaction() as session:
-        if not _hold(session, claim, lease_seconds):
+    with db.writing() as connection:
+        if not _hold(connection, claim, lease_seconds):
             return False
-        step = session.get(StepResult, (claim.onboarding_id, name))
-        if step is None:
-            step = StepResult(onboarding_id=claim.onboarding_id, name=name, attempts=0, started_at=now)
-            session.add(step)
-        step.status = "started"
-        step.attempts += 1
-        step.finished_at = now
+        updated = connection.execute(
+            update(STEPS).where(STEPS.c.onboarding_id == claim.onboarding_id, STEPS.c.name == name)
+            .values(status="started", attempts=STEPS.c.attempts + 1, finished_at=now))
+        if updated.rowcount == 0:
+            connection.execute(insert(STEPS).values(onboarding_id=claim.onboarding_id, name=name, status="started",
+                                                    attempts=1, started_at=now, finished_at=now))
         return True
 
 
@@ -148,22 +149,20 @@ def save_steps(db: Database, claim: Claim, outcomes: list[StepOutcome], lease_se
     """Save the outcomes of steps that ended together, in one transaction under the claim; False, and nothing
     saved, when the claim was lost."""
     finished = utcnow()
-    with db.transaction() as session:
-        if not _hold(session, claim, lease_seconds):
+    with db.writing() as connection:
+        if not _hold(connection, claim, lease_seconds):
             return False
         for outcome in outcomes:
-            step = session.get(StepResult, (claim.onboarding_id, outcome.name))
-            if step is None:
-                step = StepResult(onboarding_id=claim.onboarding_id, name=outcome.name, attempts=0)
-                session.add(step)
-            if step.status != "started":  # a recorded attempt was counted when it began
-                step.attempts += 1
-            step.status = "done" if outcome.error is None else "failed"
-            step.result = outcome.result
-            step.error = outcome.error
-            step.started_at = outcome.started_at
-            step.finished_at = finished
-            step.duration_ms = int((finished - outcome.started_at).total_seconds() * 1000)
+            values = {"status": "done" if outcome.error is None else "failed", "result": outcome.result,
+                      "error": outcome.error, "started_at": outcome.started_at, "finished_at": finished,
+                      "duration_ms": int((finished - outcome.started_at).total_seconds() * 1000)}
+            # An attempt recorded when it began (status "started") is not counted twice.
+            updated = connection.execute(
+                update(STEPS).where(STEPS.c.onboarding_id == claim.onboarding_id, STEPS.c.name == outcome.name)
+                .values(attempts=STEPS.c.attempts + case((STEPS.c.status == "started", 0), else_=1), **values))
+            if updated.rowcount == 0:
+                connection.execute(insert(STEPS).values(onboarding_id=claim.onboarding_id, name=outcome.name,
+                                                        attempts=1, **values))
         return True
 
 
@@ -179,20 +178,20 @@ def finish(db: Database, claim: Claim, status: str, *, last_error: dict | None =
         values["last_error"] = last_error
     if run_at is not None:
         values["run_at"] = run_at
-    with db.transaction() as session:
-        result = session.execute(update(Onboarding).where(Onboarding.id == claim.onboarding_id,
-                                                          Onboarding.claim_token == claim.token).values(**values))
+    with db.writing() as connection:
+        result = connection.execute(update(Onboarding).where(Onboarding.id == claim.onboarding_id,
+                                                             Onboarding.claim_token == claim.token).values(**values))
         return result.rowcount == 1
 
 
 def retry(db: Database, onboarding_ids: list[str]) -> list[str]:
     """Queue failed onboardings again, from their failed step, with a fresh attempt budget; return those queued."""
     now = utcnow()
-    with db.transaction() as session:
-        ids = session.scalars(select(Onboarding.id).where(Onboarding.id.in_(onboarding_ids),
-                                                          Onboarding.status.in_(RETRYABLE_STATUSES))).all()
+    with db.writing() as connection:
+        ids = connection.execute(select(Onboarding.id).where(Onboarding.id.in_(onboarding_ids),
+                                                             Onboarding.status.in_(RETRYABLE_STATUSES))).scalars().all()
         if ids:
-            session.execute(update(Onboarding).where(Onboarding.id.in_(ids)).values(
+            connection.execute(update(Onboarding).where(Onboarding.id.in_(ids)).values(
                 status="queued", run_at=now, attempts=0, updated_at=now, completed_at=None))
         return list(ids)
 
