@@ -26,6 +26,7 @@ from bench.load import hammer
 from onboarding.signatures import parse_secret, signed_headers
 from tests.processes import ROOT, Process, free_port, run_flask, start_sandbox, start_web, start_worker, wait_until
 
+ROUNDS = 3
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 API_KEY = "sk-bench-" + secrets.token_hex(8)
 ADMIN_TOKEN = secrets.token_hex(16)
@@ -91,19 +92,30 @@ def gunicorn_processes(master: Process) -> list[int]:
 def accept_path(workdir: Path, requests_count: int, concurrency: int) -> dict:
     """Throughput and latency of POST /webhooks/deal-won against a trivial endpoint, same gunicorn settings."""
     env = service_env(workdir, "http://127.0.0.1:9", "http://127.0.0.1:9/crm")
-    figures = {}
+    servers = {}
     for name, target in (("trivial", "bench.trivial:app"), ("deal-won", "wsgi:app")):
         port = free_port()
-        web = Process(f"accept-{name}", [os.sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
-                                         "--bind", f"127.0.0.1:{port}", target], env, workdir)
-        wait_until(lambda port=port: _answers(f"http://127.0.0.1:{port}/webhooks/deal-won"), timeout=30,
-                   message=f"{name} to start")
-        url = f"http://127.0.0.1:{port}/webhooks/deal-won"
-        hammer(url, signed_deals(200, f"W{name}"), concurrency)  # warm up the workers and the database
-        figures[name] = hammer(url, signed_deals(requests_count, f"A{name}"), concurrency)
-        web.stop()
+        servers[name] = (port, Process(f"accept-{name}", [os.sys.executable, "-m", "gunicorn", "-c",
+                                                           "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
+                                                           target], env, workdir))
+    runs: dict[str, list[dict]] = {"trivial": [], "deal-won": []}
+    try:
+        for name, (port, _) in servers.items():
+            url = f"http://127.0.0.1:{port}/webhooks/deal-won"
+            wait_until(lambda url=url: _answers(url), timeout=30, message=f"{name} to start")
+            hammer(url, signed_deals(200, f"W{name}"), concurrency)  # warm up the workers and the database
+        # The two endpoints take turns, so a noisy moment on the machine hits both; the median run is reported.
+        for round_number in range(ROUNDS):
+            for name, (port, _) in servers.items():
+                url = f"http://127.0.0.1:{port}/webhooks/deal-won"
+                runs[name].append(hammer(url, signed_deals(requests_count, f"A{round_number}{name}"), concurrency))
+    finally:
+        for _, process in servers.values():
+            process.stop()
+    figures = {name: sorted(results, key=lambda run: run["rps"])[len(results) // 2] for name, results in runs.items()}
     real, trivial = figures["deal-won"], figures["trivial"]
-    return {"concurrency": concurrency, "requests": requests_count,
+    return {"concurrency": concurrency, "requests": requests_count, "rounds": ROUNDS,
+            "rps_per_round": {name: [round(run["rps"]) for run in results] for name, results in runs.items()},
             "trivial": _brief(trivial), "deal_won": _brief(real), "ratio": real["rps"] / trivial["rps"],
             "web_workers": _web_workers(env)}
 
@@ -223,7 +235,7 @@ def table(report: dict) -> str:
     if "accept" in report:
         accept = report["accept"]
         lines += [f"accept path ({accept['requests']} distinct signed events, {accept['concurrency']} connections, "
-                  f"gunicorn {accept['web_workers']}):",
+                  f"gunicorn {accept['web_workers']}; median of {accept['rounds']} alternating rounds):",
                   f"  {'endpoint':10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"]
         for name in ("trivial", "deal_won"):
             row = accept[name]

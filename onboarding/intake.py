@@ -14,7 +14,6 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from onboarding.db import Database
-from onboarding.groupcommit import group_commit
 from onboarding.models import Event, Onboarding, new_id, utcnow
 from onboarding.sources import Verdict
 
@@ -61,18 +60,18 @@ def _insert_new_deal(db: Database, source: str, delivery_id: str, headers: dict,
     now = utcnow()
     deal = verdict.deal
     onboarding_id, event_id = new_id(), new_id()
-    inserted = group_commit(db).write([
-        (INSERT_ONBOARDING, dict(
-            id=onboarding_id, source=source, deal_id=deal.deal_id, deal_title=deal.deal_title,
-            client_id=deal.client_id, client_name=deal.client_name, client_email=deal.client_email,
-            client_user_id=deal.client_user_id, manager_user_id=deal.manager_user_id, status="queued",
-            attempts=0, run_at=now, created_at=now, updated_at=now)),
-        (INSERT_EVENT, dict(
-            id=event_id, source=source, delivery_id=delivery_id, received_at=now, last_received_at=now,
-            deliveries=1, headers=headers, body=body, outcome="accepted", event_type=verdict.event_type,
-            deal_id=deal.deal_id, onboarding_id=onboarding_id)),
-    ])
-    if not inserted:
+    try:
+        with db.writing() as connection:
+            connection.execute(INSERT_ONBOARDING, dict(
+                id=onboarding_id, source=source, deal_id=deal.deal_id, deal_title=deal.deal_title,
+                client_id=deal.client_id, client_name=deal.client_name, client_email=deal.client_email,
+                client_user_id=deal.client_user_id, manager_user_id=deal.manager_user_id, status="queued",
+                attempts=0, run_at=now, created_at=now, updated_at=now))
+            connection.execute(INSERT_EVENT, dict(
+                id=event_id, source=source, delivery_id=delivery_id, received_at=now, last_received_at=now,
+                deliveries=1, headers=headers, body=body, outcome="accepted", event_type=verdict.event_type,
+                deal_id=deal.deal_id, onboarding_id=onboarding_id))
+    except IntegrityError:
         return None  # a repeat: the careful path finds the original
     return Receipt("created", event_id, onboarding_id, "queued", 202)
 
