@@ -122,8 +122,11 @@ class Database:
         self._migrate(command.downgrade, revision)
 
     def _migrate(self, action, revision: str) -> None:
-        """Run an Alembic command on this database's engine."""
+        """Run an Alembic command on this database's engine, one migrating process at a time."""
         with self.engine.begin() as connection:
+            if not self.is_sqlite:
+                # Several instances may run `db upgrade` as they start: the second waits, then finds nothing to do.
+                connection.execute(text("SELECT pg_advisory_xact_lock(7424001)"))
             config = self._alembic_config()
             config.attributes["connection"] = connection
             action(config, revision)
