@@ -49,7 +49,6 @@ class Work:
     client_user_id: str | None
     manager_user_id: str
     created_at: datetime
-    attempts: int
     done: dict[str, dict]
     step_attempts: dict[str, int]
 
@@ -97,7 +96,6 @@ def load_work(db: Database, onboarding_id: str) -> Work:
             deal_title=onboarding.deal_title, client_id=onboarding.client_id, client_name=onboarding.client_name,
             client_email=onboarding.client_email, client_user_id=onboarding.client_user_id,
             manager_user_id=onboarding.manager_user_id, created_at=onboarding.created_at,
-            attempts=onboarding.attempts,
             done={step.name: step.result for step in steps if step.status == "done"},
             step_attempts={step.name: step.attempts for step in steps},
         )
