@@ -85,7 +85,7 @@ class Run:
             return "lost"
         if failures:
             return self._after_failure(failures)
-        if len(self.ctx.results) < len(self.steps):
+        if any(step.name not in self.ctx.results for step in self.steps):
             # Shutting down: leave the rest to the next worker, without spending an attempt.
             return "released" if queue.finish(self.db, self.claim, "queued", run_at=utcnow(),
                                               attempts_delta=-1) else "lost"
