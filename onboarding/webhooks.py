@@ -28,15 +28,16 @@ def receive(source: Source):
     """Handle one delivery from a source."""
     services = current_app.extensions["onboarding"]
     body = request.get_data(cache=False)
+    headers = request.headers
     try:
-        delivery_id = source.verify(request.headers, body)
+        delivery_id = source.verify(headers, body)
     except SignatureError as error:
         SIGNATURE_FAILURES.labels(source.name, error.code).inc()
         WEBHOOKS.labels(source.name, "unauthorized").inc()
         logs.bind(outcome="unauthorized", reason=str(error), source=source.name)
         return jsonify(error="The request's signature could not be verified.", reason=str(error)), 401
     verdict = source.judge(body)
-    kept = {name: request.headers[name] for name in source.headers_to_keep if name in request.headers}
+    kept = {name: value for name in source.headers_to_keep if (value := headers.get(name)) is not None}
     logs.bind(deal_id=verdict.deal_id)
     receipt = record_delivery(services.db, source.name, delivery_id, kept, body, verdict)
     # No line of its own: the request's one log line carries these.
