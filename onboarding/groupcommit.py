@@ -5,8 +5,8 @@ own, requests queue for that lock one by one and each pays for its own fsync. He
 moment in a process are inserted in one transaction and committed once, and only then do their requests answer:
 nothing is acknowledged before it is on disk.
 
-The inserts go straight to the database driver with statements compiled once (SQLAlchemy's per-statement work
-would cost more than the rows themselves) and with ON CONFLICT DO NOTHING, so a repeated deal or delivery id in
+The inserts go straight to the database driver, a whole batch per statement (SQLAlchemy's per-statement work
+would cost more than the rows themselves), with ON CONFLICT DO NOTHING, so a repeated deal or delivery id in
 the batch skips only its own rows. Whoever gets False back, or whose batch failed as a whole (a lost connection,
 a deadlock between instances), takes the careful path in intake.py, which finds the original or reports the
 error for that request alone.
@@ -20,8 +20,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Table, bindparam, delete
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table
 
 from onboarding.db import Database
 from onboarding.models import Event, Onboarding
@@ -35,37 +34,46 @@ EVENT_COLUMNS = ("id", "source", "delivery_id", "received_at", "last_received_at
 log = logging.getLogger(__name__)
 
 
-class _Statement:
-    """One SQL statement compiled for the database's driver, with SQLAlchemy's conversion of each value."""
+class _Rows:
+    """Multi-row SQL on some columns of a table, written for the database's driver, with SQLAlchemy's conversions.
 
-    def __init__(self, statement, dialect, columns: tuple[str, ...] | None = None) -> None:
-        """Compile statement once (for these columns, if an INSERT); remember its parameters' order and types."""
-        compiled = statement.compile(dialect=dialect, column_keys=columns)
-        self.sql = compiled.string
-        self.names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
-        self.positional = compiled.positional
-        converters = {}
-        for name in self.names:
-            converter = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-            if converter is not None:
-                converters[name] = converter
-        self.converters: dict[str, Callable] = converters
+    A whole batch goes in one statement: besides saving work, every driver call lets go of the GIL and must win
+    it back, and in a busy process each of those waits would be spent holding the database's write lock.
+    """
 
-    def parameters(self, values: dict) -> tuple | dict:
-        """The driver's parameters for one row of values."""
-        converted = {name: values[name] for name in self.names}
-        for name, converter in self.converters.items():
-            converted[name] = converter(converted[name])
-        return tuple(converted[name] for name in self.names) if self.positional else converted
+    def __init__(self, table: Table, columns: tuple[str, ...], dialect) -> None:
+        """Statements on these columns of table, for dialect's driver."""
+        quote = dialect.identifier_preparer.quote
+        self.columns = columns
+        self.table = quote(table.name)
+        self.marker = "?" if dialect.paramstyle == "qmark" else "%s"
+        self.column_list = ", ".join(quote(column) for column in columns)
+        self.row = "(" + ", ".join([self.marker] * len(columns)) + ")"
+        self.converters: list[tuple[int, Callable]] = [
+            (index, converter) for index, column in enumerate(columns)
+            if (converter := table.c[column].type.dialect_impl(dialect).bind_processor(dialect)) is not None]
+
+    def insert_or_skip(self, count: int) -> str:
+        """INSERT count rows, skipping each one a unique constraint already holds."""
+        rows = ", ".join([self.row] * count)
+        return f"INSERT INTO {self.table} ({self.column_list}) VALUES {rows} ON CONFLICT DO NOTHING"
+
+    def where_id_in(self, action: str, count: int) -> str:
+        """SELECT id or DELETE the rows whose id is one of count values."""
+        return f"{action} FROM {self.table} WHERE id IN ({', '.join([self.marker] * count)})"
+
+    def parameters(self, rows: list[dict]) -> list:
+        """The driver's parameters for these rows of values, one after another."""
+        flat: list = []
+        for values in rows:
+            row = [values[column] for column in self.columns]
+            for index, converter in self.converters:
+                row[index] = converter(row[index])
+            flat += row
+        return flat
 
 
-def _insert_or_skip(table: Table, columns: tuple[str, ...], dialect) -> _Statement:
-    """INSERT these columns into table, doing nothing when a unique constraint already holds the row."""
-    module = sqlite if dialect.name == "sqlite" else postgresql
-    return _Statement(module.insert(table).on_conflict_do_nothing(), dialect, columns)
-
-
-@dataclass
+@dataclass(eq=False)  # each request's deal is itself: compared by identity
 class _NewDeal:
     """The rows of one request and what became of them."""
 
@@ -90,10 +98,8 @@ class GroupCommit:
         self.db = db
         self.max_batch = max_batch
         dialect = db.engine.dialect
-        self._insert_onboarding = _insert_or_skip(Onboarding.__table__, ONBOARDING_COLUMNS, dialect)
-        self._insert_event = _insert_or_skip(Event.__table__, EVENT_COLUMNS, dialect)
-        self._undo_onboarding = _Statement(delete(Onboarding.__table__)
-                                           .where(Onboarding.__table__.c.id == bindparam("id")), dialect)
+        self._onboardings = _Rows(Onboarding.__table__, ONBOARDING_COLUMNS, dialect)
+        self._events = _Rows(Event.__table__, EVENT_COLUMNS, dialect)
         self._lock = threading.Lock()
         self._waiting: list[_NewDeal] = []
         self._committing = False
@@ -136,30 +142,43 @@ class GroupCommit:
         """Insert the batch in one transaction; on any failure nobody's rows are in and all take the careful path."""
         # The same order in every process, so two instances inserting the same deals never wait on each other
         # in a cycle.
-        ordered = sorted(batch, key=lambda deal: deal.onboarding["deal_id"])
+        batch = sorted(batch, key=lambda deal: deal.onboarding["deal_id"])
+        onboardings = self._onboardings.parameters([deal.onboarding for deal in batch])
+        events = self._events.parameters([deal.event for deal in batch])
         try:
             with self.db.writer_turn():
                 connection = self._connect()
                 cursor = connection.cursor()
                 if self.db.is_sqlite:
                     cursor.execute("BEGIN IMMEDIATE")
-                for deal in ordered:
-                    cursor.execute(self._insert_onboarding.sql, self._insert_onboarding.parameters(deal.onboarding))
-                    if cursor.rowcount != 1:
-                        continue  # the deal is known: the careful path answers with its onboarding
-                    cursor.execute(self._insert_event.sql, self._insert_event.parameters(deal.event))
-                    if cursor.rowcount != 1:  # the delivery id is known (another deal's body under a reused id)
-                        cursor.execute(self._undo_onboarding.sql,
-                                       self._undo_onboarding.parameters({"id": deal.onboarding["id"]}))
-                        continue
-                    deal.inserted = True
+                cursor.execute(self._onboardings.insert_or_skip(len(batch)), onboardings)
+                inserted = batch
+                if cursor.rowcount != len(inserted):  # some deals are known: the careful path answers for them
+                    inserted = self._present(cursor, self._onboardings, inserted, "onboarding")
+                    events = self._events.parameters([deal.event for deal in inserted])
+                if inserted:
+                    cursor.execute(self._events.insert_or_skip(len(inserted)), events)
+                    if cursor.rowcount != len(inserted):  # a known delivery id (reused for another deal's body)
+                        recorded = self._present(cursor, self._events, inserted, "event")
+                        orphans = [deal.onboarding["id"] for deal in inserted if deal not in recorded]
+                        cursor.execute(self._onboardings.where_id_in("DELETE", len(orphans)), orphans)
+                        inserted = recorded
                 connection.commit()
         except Exception:
             log.warning("a group commit of %d new deals failed; each is retried on its own", len(batch),
                         exc_info=True)
-            for deal in batch:
-                deal.inserted = False
             self._disconnect()
+            return
+        for deal in inserted:
+            deal.inserted = True
+
+    @staticmethod
+    def _present(cursor, rows: _Rows, deals: list[_NewDeal], part: str) -> list[_NewDeal]:
+        """The deals whose row (their "onboarding" or "event") this transaction inserted."""
+        ids = [getattr(deal, part)["id"] for deal in deals]
+        cursor.execute(rows.where_id_in("SELECT id", len(ids)), ids)
+        present = {row[0] for row in cursor.fetchall()}
+        return [deal for deal in deals if getattr(deal, part)["id"] in present]
 
     def _connect(self):
         """The group's driver connection (one leader at a time uses it), from the engine's pool and its settings."""
