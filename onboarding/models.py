@@ -6,7 +6,8 @@ The schema itself is created only by the Alembic migrations in migrations/; thes
 
 from __future__ import annotations
 
-import uuid
+import os
+import time
 from datetime import UTC, datetime
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
@@ -19,8 +20,15 @@ def utcnow() -> datetime:
 
 
 def new_id() -> str:
-    """A random identifier for an event or an onboarding."""
-    return uuid.uuid4().hex
+    """An identifier for an event or an onboarding: a UUIDv7 (RFC 9562) as 32 hex digits.
+
+    It starts with the time in milliseconds, so new rows go to the end of the primary key's index instead of a
+    random page of it: a batch of new deals touches a few pages, not one per deal.
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # the RFC 9562 variant
+    return f"{value:032x}"
 
 
 class Base(DeclarativeBase):
