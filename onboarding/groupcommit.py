@@ -143,9 +143,9 @@ class GroupCommit:
         # The same order in every process, so two instances inserting the same deals never wait on each other
         # in a cycle.
         batch = sorted(batch, key=lambda deal: deal.onboarding["deal_id"])
-        onboardings = self._onboardings.parameters([deal.onboarding for deal in batch])
-        events = self._events.parameters([deal.event for deal in batch])
         try:
+            onboardings = self._onboardings.parameters([deal.onboarding for deal in batch])
+            events = self._events.parameters([deal.event for deal in batch])
             with self.db.writer_turn():
                 connection = self._connect()
                 cursor = connection.cursor()
