@@ -23,6 +23,7 @@ from pathlib import Path
 import requests
 
 from bench.load import hammer
+from bench.parts import CALLS, accept_parts
 from onboarding.signatures import parse_secret, signed_headers
 from tests.processes import ROOT, Process, free_port, run_flask, start_sandbox, start_web, start_worker, wait_until
 
@@ -106,9 +107,16 @@ def accept_path(workdir: Path, requests_count: int, concurrency: int) -> dict:
             hammer(url, signed_deals(200, f"W{name}"), concurrency)  # warm up the workers and the database
         # The two endpoints take turns, so a noisy moment on the machine hits both; the median run is reported.
         for round_number in range(ROUNDS):
-            for name, (port, _) in servers.items():
+            for name, (port, master) in servers.items():
                 url = f"http://127.0.0.1:{port}/webhooks/deal-won"
-                runs[name].append(hammer(url, signed_deals(requests_count, f"A{round_number}{name}"), concurrency))
+                workers = gunicorn_processes(master)[1:]
+                before = [cpu_seconds(pid) for pid in workers]
+                run = hammer(url, signed_deals(requests_count, f"A{round_number}{name}"), concurrency)
+                used = [cpu_seconds(pid) - start for pid, start in zip(workers, before, strict=True)]
+                # The CPU of gunicorn's processes per request, and how it split between them.
+                run["cpu_ms_per_request"] = sum(used) * 1000 / run["requests"]
+                run["cpu_split"] = [round(part / sum(used), 2) for part in used] if sum(used) else []
+                runs[name].append(run)
     finally:
         for _, process in servers.values():
             process.stop()
@@ -116,6 +124,7 @@ def accept_path(workdir: Path, requests_count: int, concurrency: int) -> dict:
     real, trivial = figures["deal-won"], figures["trivial"]
     return {"concurrency": concurrency, "requests": requests_count, "rounds": ROUNDS,
             "rps_per_round": {name: [round(run["rps"]) for run in results] for name, results in runs.items()},
+            "cpu_split_per_round": {name: [run["cpu_split"] for run in results] for name, results in runs.items()},
             "trivial": _brief(trivial), "deal_won": _brief(real), "ratio": real["rps"] / trivial["rps"],
             "web_workers": _web_workers(env)}
 
@@ -132,7 +141,8 @@ def _answers(url: str) -> bool:
 def _brief(figures: dict) -> dict:
     """The figures worth keeping."""
     return {key: round(figures[key], 2) if isinstance(figures[key], float) else figures[key]
-            for key in ("requests", "seconds", "rps", "p50_ms", "p99_ms", "max_ms", "statuses")}
+            for key in ("requests", "seconds", "rps", "p50_ms", "p99_ms", "max_ms", "cpu_ms_per_request", "cpu_split",
+                        "statuses")}
 
 
 def _web_workers(env: dict) -> str:
@@ -236,12 +246,19 @@ def table(report: dict) -> str:
         accept = report["accept"]
         lines += [f"accept path ({accept['requests']} distinct signed events, {accept['concurrency']} connections, "
                   f"gunicorn {accept['web_workers']}; median of {accept['rounds']} alternating rounds):",
-                  f"  {'endpoint':10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"]
+                  f"  {'endpoint':10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'CPU ms/req':>11}"]
         for name in ("trivial", "deal_won"):
             row = accept[name]
             lines.append(f"  {name:10} {row['rps']:8.0f} {row['p50_ms']:8.1f} {row['p99_ms']:8.1f} "
-                         f"{row['max_ms']:8.1f}")
+                         f"{row['max_ms']:8.1f} {row['cpu_ms_per_request']:11.2f}")
         lines.append(f"  deal-won / trivial throughput: {accept['ratio']:.0%}")
+        for name, label in (("trivial", "trivial"), ("deal-won", "deal_won")):
+            rounds = ", ".join(f"{rps} ({'/'.join(f'{share:.0%}' for share in split)})" for rps, split in
+                               zip(accept["rps_per_round"][name], accept["cpu_split_per_round"][name], strict=True))
+            lines.append(f"  {label} rounds, req/s (CPU split between gunicorn's processes): {rounds}")
+    if "parts" in report:
+        lines.append(f"accept path's pieces, CPU us per call in one process (no server, {CALLS} calls each):")
+        lines += [f"  {name:40} {micros:8.1f}" for name, micros in report["parts"].items()]
     if "onboarding" in report:
         one = report["onboarding"]
         lines += [f"one onboarding (every call {one['latency_ms']} ms, {one['runs']} runs):",
@@ -273,7 +290,7 @@ def table(report: dict) -> str:
 def main() -> None:
     """Run the chosen scenarios, print the table, write the JSON."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--only", choices=["accept", "onboarding", "burst"], action="append")
+    parser.add_argument("--only", choices=["accept", "parts", "onboarding", "burst"], action="append")
     parser.add_argument("--requests", type=int, default=4000, help="accept path: requests per endpoint")
     parser.add_argument("--connections", type=int, default=16, help="accept path: concurrent connections")
     parser.add_argument("--latency-ms", type=int, default=100, help="one onboarding: each call's latency")
@@ -285,12 +302,16 @@ def main() -> None:
     parser.add_argument("--max-writes", type=int, default=15, help="burst: DOCSPACE_MAX_CONCURRENT_WRITES")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()
-    chosen = args.only or ["accept", "onboarding", "burst"]
+    chosen = args.only or ["accept", "parts", "onboarding", "burst"]
     report: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
                     "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     with tempfile.TemporaryDirectory(prefix="onboarding-bench-") as scratch:
         if "accept" in chosen:
             report["accept"] = accept_path(_fresh(scratch, "accept"), args.requests, args.connections)
+        if "parts" in chosen:
+            workdir = _fresh(scratch, "parts")
+            env = service_env(workdir, "http://127.0.0.1:9", "http://127.0.0.1:9/crm")
+            report["parts"] = accept_parts(env, signed_deals(2 * CALLS + 100, "P"))
         if "onboarding" in chosen:
             report["onboarding"] = one_onboarding(_fresh(scratch, "onboarding"), args.latency_ms, args.runs)
         if "burst" in chosen:
