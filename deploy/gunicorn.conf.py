@@ -5,6 +5,7 @@ after this file. The job worker is NOT started here: it is its own process (flas
 restarts never interrupt onboardings and each can be scaled on its own.
 """
 
+import gc
 import os
 import signal
 import sys
@@ -79,8 +80,17 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    """On SIGTERM, answer /readyz with 503 for READINESS_DRAIN_SECONDS, then stop as gunicorn would."""
+    """Take the loaded app out of the garbage collector's sight; on SIGTERM, drain before stopping.
+
+    The app's few hundred thousand objects (Flask, SQLAlchemy, marshmallow, Alembic) live as long as the process,
+    yet the collector's first full pass would walk them all while every thread of the process waits: 50 to 90 ms
+    once per worker, the slowest answers of a burst. Frozen, they are never walked again.
+    On SIGTERM, answer /readyz with 503 for READINESS_DRAIN_SECONDS, then stop as gunicorn would.
+    """
     from onboarding.health import start_draining
+
+    gc.collect()
+    gc.freeze()
 
     def drain_then_exit(signum, frame):
         start_draining()
