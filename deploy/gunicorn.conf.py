@@ -83,8 +83,8 @@ def post_worker_init(worker):
     """Take the loaded app out of the garbage collector's sight; on SIGTERM, drain before stopping.
 
     The app's few hundred thousand objects (Flask, SQLAlchemy, marshmallow, Alembic) live as long as the process,
-    yet the collector's first full pass would walk them all while every thread of the process waits: 50 to 90 ms
-    once per worker, the slowest answers of a burst. Frozen, they are never walked again.
+    yet the collector's first full pass would walk them all while every thread of the process waits, once per
+    worker and in the middle of whatever it is serving. Frozen, they are never walked again.
     On SIGTERM, answer /readyz with 503 for READINESS_DRAIN_SECONDS, then stop as gunicorn would.
     """
     from onboarding.health import start_draining
