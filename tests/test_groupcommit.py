@@ -78,19 +78,24 @@ def test_a_deal_delivered_many_times_in_one_batch_makes_one_onboarding(database_
     payload = deal_payload("D-herd")
     receipts: list = []
     with writes_held(db):
-        # The first request leads and waits for the lock; the others queue behind it and are committed together.
-        thread = threading.Thread(target=lambda: receipts.extend(
+        # A first deal leads and waits for the lock; the twelve deliveries queue behind it, and its successor
+        # inserts all twelve in one statement.
+        first = threading.Thread(target=lambda: deliver_at_once(db, [("msg-first", deal_payload("D-first"))]))
+        first.start()
+        wait_until(lambda: committer._committing and not committer._waiting, timeout=10, message="a leader")
+        herd = threading.Thread(target=lambda: receipts.extend(
             deliver_at_once(db, [(f"msg-{n}", payload) for n in range(12)])))
-        thread.start()
-        wait_until(lambda: len(committer._waiting) == 11, timeout=10, message="eleven deliveries to queue")
-    thread.join()
+        herd.start()
+        wait_until(lambda: len(committer._waiting) == 12, timeout=10, message="twelve deliveries to queue")
+    first.join()
+    herd.join()
 
     onboarding_ids = {receipt.onboarding_id for receipt in receipts}
     assert len(onboarding_ids) == 1
     assert sorted(receipt.outcome for receipt in receipts) == ["created"] + ["duplicate"] * 11
     with db.reading() as session:
-        assert session.scalar(select(func.count()).select_from(Onboarding)) == 1
-        events = session.scalars(select(Event)).all()
+        assert sorted(session.scalars(select(Onboarding.deal_id)).all()) == ["D-first", "D-herd"]
+        events = session.scalars(select(Event).where(Event.deal_id == "D-herd")).all()
         assert len(events) == 12
         assert {event.onboarding_id for event in events} == onboarding_ids
     db.dispose()
