@@ -20,6 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psycopg
 import requests
 
 from bench.load import hammer
@@ -34,6 +35,31 @@ ADMIN_TOKEN = secrets.token_hex(16)
 MANAGER_ID = "22222222-2222-4222-8222-222222222222"
 
 
+# --postgres: the PostgreSQL server each scenario gets a database of its own on (created, then dropped).
+POSTGRES_SERVER: str | None = None
+_created_databases: list[str] = []
+
+
+def scenario_database(workdir: Path) -> str:
+    """A fresh database for one scenario: a SQLite file in its directory, or a new database on POSTGRES_SERVER."""
+    if POSTGRES_SERVER is None:
+        return f"sqlite:///{workdir / 'bench.db'}"
+    name = f"onboarding_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_SERVER, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    _created_databases.append(name)
+    return POSTGRES_SERVER.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_scenario_databases() -> None:
+    """Drop the databases the scenarios created on POSTGRES_SERVER."""
+    if POSTGRES_SERVER is None:
+        return
+    with psycopg.connect(POSTGRES_SERVER, autocommit=True) as admin:
+        while _created_databases:
+            admin.execute(f'DROP DATABASE IF EXISTS "{_created_databases.pop()}" WITH (FORCE)')
+
+
 def service_env(workdir: Path, docspace_url: str, crm_url: str, **overrides: str) -> dict[str, str]:
     """The service's environment for a benchmark run: defaults, except what a scenario overrides."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PROMETHEUS")}
@@ -41,7 +67,7 @@ def service_env(workdir: Path, docspace_url: str, crm_url: str, **overrides: str
         "DOCSPACE_URL": docspace_url, "DOCSPACE_API_KEY": API_KEY, "WEBHOOK_SECRETS": WEBHOOK_SECRET,
         "CRM_CALLBACK_URL": crm_url, "CRM_CALLBACK_SECRET": WEBHOOK_SECRET, "ADMIN_TOKEN": ADMIN_TOKEN,
         "PUBLIC_BASE_URL": "http://127.0.0.1", "SECRET_KEY": secrets.token_hex(16),
-        "DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}", "ACCOUNT_MANAGER_ID": MANAGER_ID,
+        "DATABASE_URL": scenario_database(workdir), "ACCOUNT_MANAGER_ID": MANAGER_ID,
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
     })
     (workdir / "metrics").mkdir(exist_ok=True)
@@ -241,7 +267,7 @@ def _callback_count(sandbox_url: str) -> int:
 
 def table(report: dict) -> str:
     """The report as a plain-text table."""
-    lines = [f"machine: {report['machine']}"]
+    lines = [f"machine: {report['machine']}; database: {report.get('database', 'SQLite')}"]
     if "accept" in report:
         accept = report["accept"]
         lines += [f"accept path ({accept['requests']} distinct signed events, {accept['concurrency']} connections, "
@@ -300,30 +326,43 @@ def main() -> None:
     parser.add_argument("--burst-connections", type=int, default=64, help="burst: client connections")
     parser.add_argument("--worker-concurrency", type=int, default=32, help="burst: onboardings a worker runs at once")
     parser.add_argument("--max-writes", type=int, default=15, help="burst: DOCSPACE_MAX_CONCURRENT_WRITES")
+    parser.add_argument("--postgres", metavar="URL", help="run on PostgreSQL: a server URL such as "
+                        "postgresql://postgres@127.0.0.1:5432/postgres, where each scenario creates (and then drops) "
+                        "a database of its own; SQLite files otherwise")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()
+    global POSTGRES_SERVER
+    POSTGRES_SERVER = args.postgres
     chosen = args.only or ["accept", "parts", "onboarding", "burst"]
     report: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-                    "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+                    "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                    "database": "PostgreSQL" if args.postgres else "SQLite"}
     with tempfile.TemporaryDirectory(prefix="onboarding-bench-") as scratch:
-        if "accept" in chosen:
-            report["accept"] = accept_path(_fresh(scratch, "accept"), args.requests, args.connections)
-        if "parts" in chosen:
-            workdir = _fresh(scratch, "parts")
-            env = service_env(workdir, "http://127.0.0.1:9", "http://127.0.0.1:9/crm")
-            report["parts"] = accept_parts(env, signed_deals(2 * CALLS + 100, "P"))
-        if "onboarding" in chosen:
-            report["onboarding"] = one_onboarding(_fresh(scratch, "onboarding"), args.latency_ms, args.runs)
-        if "burst" in chosen:
-            report["burst"] = burst(_fresh(scratch, "burst"), args.deals, args.burst_latency_ms,
-                                    args.burst_connections, args.worker_concurrency, args.max_writes)
+        try:
+            run_scenarios(chosen, args, Path(scratch), report)
+        finally:
+            drop_scenario_databases()
     print(table(report))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"written to {args.out}")
 
 
-def _fresh(scratch: str, name: str) -> Path:
+def run_scenarios(chosen: list[str], args: argparse.Namespace, scratch: Path, report: dict) -> None:
+    """Run each chosen scenario in a directory of its own, adding its figures to report."""
+    if "accept" in chosen:
+        report["accept"] = accept_path(_fresh(scratch, "accept"), args.requests, args.connections)
+    if "parts" in chosen:
+        env = service_env(_fresh(scratch, "parts"), "http://127.0.0.1:9", "http://127.0.0.1:9/crm")
+        report["parts"] = accept_parts(env, signed_deals(2 * CALLS + 100, "P"))
+    if "onboarding" in chosen:
+        report["onboarding"] = one_onboarding(_fresh(scratch, "onboarding"), args.latency_ms, args.runs)
+    if "burst" in chosen:
+        report["burst"] = burst(_fresh(scratch, "burst"), args.deals, args.burst_latency_ms,
+                                args.burst_connections, args.worker_concurrency, args.max_writes)
+
+
+def _fresh(scratch: Path, name: str) -> Path:
     """A new directory for one scenario."""
     path = Path(scratch) / name
     path.mkdir()
