@@ -267,7 +267,8 @@ def _callback_count(sandbox_url: str) -> int:
 
 def table(report: dict) -> str:
     """The report as a plain-text table."""
-    lines = [f"machine: {report['machine']}; database: {report.get('database', 'SQLite')}"]
+    on_postgres = report.get("database") == "PostgreSQL"
+    lines = [f"machine: {report['machine']}" + ("; database: PostgreSQL" if on_postgres else "")]
     if "accept" in report:
         accept = report["accept"]
         lines += [f"accept path ({accept['requests']} distinct signed events, {accept['concurrency']} connections, "
