@@ -117,15 +117,19 @@ def gunicorn_processes(master: Process) -> list[int]:
 
 
 def accept_path(workdir: Path, requests_count: int, concurrency: int) -> dict:
-    """Throughput and latency of POST /webhooks/deal-won against a trivial endpoint, same gunicorn settings."""
+    """Throughput and latency of POST /webhooks/deal-won against a trivial endpoint, same gunicorn settings.
+
+    The floor (bench/floor.py) is the same app with the validation, the durable write and the log line taken
+    out: the most any implementation of that work could reach.
+    """
     env = service_env(workdir, "http://127.0.0.1:9", "http://127.0.0.1:9/crm")
     servers = {}
-    for name, target in (("trivial", "bench.trivial:app"), ("deal-won", "wsgi:app")):
+    for name, target in (("trivial", "bench.trivial:app"), ("deal-won", "wsgi:app"), ("floor", "bench.floor:app")):
         port = free_port()
         servers[name] = (port, Process(f"accept-{name}", [os.sys.executable, "-m", "gunicorn", "-c",
                                                            "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
                                                            target], env, workdir))
-    runs: dict[str, list[dict]] = {"trivial": [], "deal-won": []}
+    runs: dict[str, list[dict]] = {name: [] for name in servers}
     try:
         for name, (port, _) in servers.items():
             url = f"http://127.0.0.1:{port}/webhooks/deal-won"
@@ -147,11 +151,12 @@ def accept_path(workdir: Path, requests_count: int, concurrency: int) -> dict:
         for _, process in servers.values():
             process.stop()
     figures = {name: sorted(results, key=lambda run: run["rps"])[len(results) // 2] for name, results in runs.items()}
-    real, trivial = figures["deal-won"], figures["trivial"]
+    real, trivial, floor = figures["deal-won"], figures["trivial"], figures["floor"]
     return {"concurrency": concurrency, "requests": requests_count, "rounds": ROUNDS,
             "rps_per_round": {name: [round(run["rps"]) for run in results] for name, results in runs.items()},
             "cpu_split_per_round": {name: [run["cpu_split"] for run in results] for name, results in runs.items()},
-            "trivial": _brief(trivial), "deal_won": _brief(real), "ratio": real["rps"] / trivial["rps"],
+            "trivial": _brief(trivial), "deal_won": _brief(real), "floor": _brief(floor),
+            "ratio": real["rps"] / trivial["rps"], "floor_ratio": floor["rps"] / trivial["rps"],
             "web_workers": _web_workers(env)}
 
 
@@ -274,12 +279,13 @@ def table(report: dict) -> str:
         lines += [f"accept path ({accept['requests']} distinct signed events, {accept['concurrency']} connections, "
                   f"gunicorn {accept['web_workers']}; median of {accept['rounds']} alternating rounds):",
                   f"  {'endpoint':10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'CPU ms/req':>11}"]
-        for name in ("trivial", "deal_won"):
+        for name in ("trivial", "deal_won", "floor"):
             row = accept[name]
             lines.append(f"  {name:10} {row['rps']:8.0f} {row['p50_ms']:8.1f} {row['p99_ms']:8.1f} "
                          f"{row['max_ms']:8.1f} {row['cpu_ms_per_request']:11.2f}")
-        lines.append(f"  deal-won / trivial throughput: {accept['ratio']:.0%}")
-        for name, label in (("trivial", "trivial"), ("deal-won", "deal_won")):
+        lines.append(f"  deal-won / trivial throughput: {accept['ratio']:.0%}; floor / trivial: "
+                     f"{accept['floor_ratio']:.0%} (floor: deal-won without validation, durable write or log line)")
+        for name, label in (("trivial", "trivial"), ("deal-won", "deal_won"), ("floor", "floor")):
             rounds = ", ".join(f"{rps} ({'/'.join(f'{share:.0%}' for share in split)})" for rps, split in
                                zip(accept["rps_per_round"][name], accept["cpu_split_per_round"][name], strict=True))
             lines.append(f"  {label} rounds, req/s (CPU split between gunicorn's processes): {rounds}")
