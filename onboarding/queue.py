@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from onboarding.db import Database
@@ -24,6 +24,29 @@ from onboarding.models import Onboarding, StepResult, utcnow
 
 RETRYABLE_STATUSES = ("failed",)
 STEPS = StepResult.__table__
+
+# The statements a worker runs for every step, built once: building an UPDATE with SQLAlchemy costs several
+# times more than running it. Their bound values are named apart from every column (SQLAlchemy reserves those).
+_OWNED = and_(Onboarding.id == bindparam("onboarding"), Onboarding.claim_token == bindparam("token"))
+_TOUCH = update(Onboarding).where(_OWNED).values(updated_at=bindparam("now"))
+_TOUCH_AND_RENEW = _TOUCH.values(lease_expires_at=bindparam("lease_end"))
+_CLAIM = update(Onboarding).where(Onboarding.id == bindparam("onboarding")).values(
+    status="running", claim_token=bindparam("token"), claimed_by=bindparam("worker"),
+    attempts=bindparam("attempt"), lease_expires_at=bindparam("lease_end"), updated_at=bindparam("now"))
+_THIS_STEP = and_(STEPS.c.onboarding_id == bindparam("onboarding"), STEPS.c.name == bindparam("step"))
+_STEP_STARTED = update(STEPS).where(_THIS_STEP).values(status="started", attempts=STEPS.c.attempts + 1,
+                                                       finished_at=bindparam("now"))
+_FIRST_STEP_STARTED = insert(STEPS).values(onboarding_id=bindparam("onboarding"), name=bindparam("step"),
+                                           status="started", attempts=1, started_at=bindparam("now"),
+                                           finished_at=bindparam("now"))
+_STEP_ENDED_VALUES = {"status": bindparam("step_status"), "result": bindparam("step_result"),
+                      "error": bindparam("step_error"), "started_at": bindparam("step_started"),
+                      "finished_at": bindparam("now"), "duration_ms": bindparam("step_ms")}
+# An attempt recorded when it began (status "started") is not counted twice.
+_STEP_ENDED = update(STEPS).where(_THIS_STEP).values(
+    attempts=STEPS.c.attempts + case((STEPS.c.status == "started", 0), else_=1), **_STEP_ENDED_VALUES)
+_FIRST_STEP_ENDED = insert(STEPS).values(onboarding_id=bindparam("onboarding"), name=bindparam("step"), attempts=1,
+                                         **_STEP_ENDED_VALUES)
 
 
 @dataclass(frozen=True)
@@ -76,13 +99,12 @@ def claim(db: Database, worker: str, lease_seconds: float, limit: int) -> list[C
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
-        claims = []
-        for onboarding_id, attempts in rows:
-            token = uuid.uuid4().hex
-            connection.execute(update(Onboarding).where(Onboarding.id == onboarding_id).values(
-                status="running", claim_token=token, claimed_by=worker[:100], attempts=attempts + 1,
-                lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now))
-            claims.append(Claim(onboarding_id, token, attempts + 1))
+        claims = [Claim(onboarding_id, uuid.uuid4().hex, attempts + 1) for onboarding_id, attempts in rows]
+        if claims:
+            lease_end = now + timedelta(seconds=lease_seconds)
+            connection.execute(_CLAIM, [{"onboarding": claim.onboarding_id, "token": claim.token,
+                                         "worker": worker[:100], "attempt": claim.attempts, "lease_end": lease_end,
+                                         "now": now} for claim in claims])
         return claims
 
 
@@ -104,12 +126,11 @@ def load_work(db: Database, onboarding_id: str) -> Work:
 def _hold(connection: Connection, claim: Claim, lease_seconds: float | None = None) -> bool:
     """Inside a transaction: whether the claim still holds (renewing its lease if asked); locks the row."""
     now = utcnow()
-    values: dict = {"updated_at": now}
-    if lease_seconds is not None:
-        values["lease_expires_at"] = now + timedelta(seconds=lease_seconds)
-    result = connection.execute(update(Onboarding).where(Onboarding.id == claim.onboarding_id,
-                                                         Onboarding.claim_token == claim.token).values(**values))
-    return result.rowcount == 1
+    parameters = {"onboarding": claim.onboarding_id, "token": claim.token, "now": now}
+    if lease_seconds is None:
+        return connection.execute(_TOUCH, parameters).rowcount == 1
+    parameters["lease_end"] = now + timedelta(seconds=lease_seconds)
+    return connection.execute(_TOUCH_AND_RENEW, parameters).rowcount == 1
 
 
 def renew(db: Database, claim: Claim, lease_seconds: float) -> bool:
@@ -124,12 +145,9 @@ def record_attempt(db: Database, claim: Claim, name: str, lease_seconds: float) 
     with db.writing() as connection:
         if not _hold(connection, claim, lease_seconds):
             return False
-        updated = connection.execute(
-            update(STEPS).where(STEPS.c.onboarding_id == claim.onboarding_id, STEPS.c.name == name)
-            .values(status="started", attempts=STEPS.c.attempts + 1, finished_at=now))
-        if updated.rowcount == 0:
-            connection.execute(insert(STEPS).values(onboarding_id=claim.onboarding_id, name=name, status="started",
-                                                    attempts=1, started_at=now, finished_at=now))
+        parameters = {"onboarding": claim.onboarding_id, "step": name, "now": now}
+        if connection.execute(_STEP_STARTED, parameters).rowcount == 0:
+            connection.execute(_FIRST_STEP_STARTED, parameters)
         return True
 
 
@@ -151,16 +169,13 @@ def save_steps(db: Database, claim: Claim, outcomes: list[StepOutcome], lease_se
         if not _hold(connection, claim, lease_seconds):
             return False
         for outcome in outcomes:
-            values = {"status": "done" if outcome.error is None else "failed", "result": outcome.result,
-                      "error": outcome.error, "started_at": outcome.started_at, "finished_at": finished,
-                      "duration_ms": int((finished - outcome.started_at).total_seconds() * 1000)}
-            # An attempt recorded when it began (status "started") is not counted twice.
-            updated = connection.execute(
-                update(STEPS).where(STEPS.c.onboarding_id == claim.onboarding_id, STEPS.c.name == outcome.name)
-                .values(attempts=STEPS.c.attempts + case((STEPS.c.status == "started", 0), else_=1), **values))
-            if updated.rowcount == 0:
-                connection.execute(insert(STEPS).values(onboarding_id=claim.onboarding_id, name=outcome.name,
-                                                        attempts=1, **values))
+            parameters = {"onboarding": claim.onboarding_id, "step": outcome.name, "now": finished,
+                          "step_status": "done" if outcome.error is None else "failed",
+                          "step_result": outcome.result, "step_error": outcome.error,
+                          "step_started": outcome.started_at,
+                          "step_ms": int((finished - outcome.started_at).total_seconds() * 1000)}
+            if connection.execute(_STEP_ENDED, parameters).rowcount == 0:
+                connection.execute(_FIRST_STEP_ENDED, parameters)
         return True
 
 
