@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,6 +43,7 @@ class Database:
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self._lock_file = None
         self._thread_lock = threading.Lock()
+        self._closers: list[Callable[[], None]] = []
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -138,8 +139,14 @@ class Database:
         config.set_main_option("sqlalchemy.url", self.url.render_as_string(hide_password=False).replace("%", "%%"))
         return config
 
+    def on_dispose(self, close: Callable[[], None]) -> None:
+        """Have dispose() call close first: for whoever holds a connection of its own (the group commit)."""
+        self._closers.append(close)
+
     def dispose(self) -> None:
-        """Close every pooled connection and the lock file."""
+        """Close every connection, held or pooled, and the lock file."""
+        for close in self._closers:
+            close()
         self.engine.dispose()
         if self._lock_file is not None:
             self._lock_file.close()

@@ -104,6 +104,7 @@ class GroupCommit:
         self._waiting: list[_NewDeal] = []
         self._committing = False
         self._connection = None
+        db.on_dispose(self.close)
 
     def insert(self, onboarding: dict, event: dict) -> bool:
         """Durably insert a new onboarding and the event that asked for it; False if either was already there."""
@@ -185,6 +186,13 @@ class GroupCommit:
         if self._connection is None:
             self._connection = self.db.engine.raw_connection()
         return self._connection
+
+    def close(self) -> None:
+        """Give the connection back (when the database is disposed); the next batch, if any, opens another."""
+        with self._lock:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
 
     def _disconnect(self) -> None:
         """Drop the connection after a failure: whatever state it is in, the next batch starts afresh."""

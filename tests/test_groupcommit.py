@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 
+import psycopg
 from sqlalchemy import func, select, text
 
 from onboarding.db import Database
@@ -132,4 +135,32 @@ def test_a_failed_shared_commit_records_each_deal_on_its_own(database_url):
     # and the committer has a fresh connection for what comes next
     raw, _ = signed(deal_payload("D-after"))
     assert record_delivery(db, "generic", "msg-after", {}, raw, SOURCE.judge(raw)).outcome == "created"
+    db.dispose()
+
+
+def open_connections(db: Database) -> int:
+    """Connections to db's database held by this process (SQLite: open files; PostgreSQL: other backends)."""
+    if db.is_sqlite:
+        fds = Path("/proc/self/fd")
+        return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == os.path.realpath(db.url.database))
+    with psycopg.connect(db.url.set(drivername="postgresql").render_as_string(hide_password=False)) as admin:
+        return admin.execute("SELECT count(*) FROM pg_stat_activity "
+                             "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+
+
+def test_dispose_closes_the_group_commits_connection_too(database_url):
+    db = Database(database_url)
+    raw, _ = signed(deal_payload("D-before"))
+    record_delivery(db, "generic", "msg-before", {}, raw, SOURCE.judge(raw))
+    assert open_connections(db) >= 1
+
+    db.dispose()
+
+    assert open_connections(db) == 0
+    # disposing is not the end: the next deal opens a connection again
+    raw, _ = signed(deal_payload("D-after"))
+    assert record_delivery(db, "generic", "msg-after", {}, raw, SOURCE.judge(raw)).outcome == "created"
+    with db.reading() as session:
+        assert session.scalars(select(Onboarding.deal_id).order_by(Onboarding.deal_id)).all() == ["D-after",
+                                                                                                    "D-before"]
     db.dispose()
