@@ -9,7 +9,7 @@ The inserts go straight to the database driver, a whole batch per statement (SQL
 would cost more than the rows themselves), with ON CONFLICT DO NOTHING, so a repeated deal or delivery id in
 the batch skips only its own rows. Whoever gets False back, or whose batch failed as a whole (a lost connection,
 a deadlock between instances), takes the careful path in intake.py, which finds the original or reports the
-error for that request alone.
+error for that request alone. Each batch that inserts new deals rings the workers' doorbell (doorbell.py).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Table
 
+from onboarding import doorbell
 from onboarding.db import Database
 from onboarding.models import Event, Onboarding
 
@@ -104,6 +105,7 @@ class GroupCommit:
         self._waiting: list[_NewDeal] = []
         self._committing = False
         self._connection = None
+        self._pipe = doorbell.pipe_path(db)
         db.on_dispose(self.close)
 
     def insert(self, onboarding: dict, event: dict) -> bool:
@@ -164,6 +166,8 @@ class GroupCommit:
                         orphans = [deal.onboarding["id"] for deal in inserted if deal not in recorded]
                         cursor.execute(self._onboardings.where_id_in("DELETE", len(orphans)), orphans)
                         inserted = recorded
+                if inserted and not self.db.is_sqlite:
+                    cursor.execute(doorbell.NOTIFY)  # heard by the workers when (and if) this commits
                 connection.commit()
         except Exception:
             log.warning("a group commit of %d new deals failed; each is retried on its own", len(batch),
@@ -172,6 +176,8 @@ class GroupCommit:
             return
         for deal in inserted:
             deal.inserted = True
+        if inserted and self._pipe is not None:
+            doorbell.ring_pipe(self._pipe)
 
     @staticmethod
     def _present(cursor, rows: _Rows, deals: list[_NewDeal], part: str) -> list[_NewDeal]:

@@ -15,7 +15,7 @@ import socket
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
-from onboarding import logs, queue
+from onboarding import doorbell, logs, queue
 from onboarding.config import Settings
 from onboarding.crm import SignedCallback
 from onboarding.db import Database
@@ -72,6 +72,8 @@ class Worker:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
         threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
+        threading.Thread(target=doorbell.listen, args=(self.db, self._wake.set, self.stopping), name="doorbell",
+                         daemon=True).start()
         concurrency = self.settings.worker_concurrency
         futures: set[Future] = set()
         log.info("worker started", extra={"worker": self.name, "count": concurrency})
