@@ -18,7 +18,7 @@ bind = os.environ.get("BIND", "127.0.0.1:8000")
 # Processes x threads. A request spends most of its time in Python (verify, validate, answer) and a little in one
 # short database transaction that every process queues for (SQLite has one writer at a time), so one process per
 # core with several threads each did best in bench/ (try others with WEB_CONCURRENCY=5 WEB_THREADS=4
-# .venv/bin/python -m bench --only accept; the README has the figures).
+# .venv/bin/python -m bench --only accept; the README says what was tried).
 workers = int(os.environ.get("WEB_CONCURRENCY", max(2, os.cpu_count() or 1)))
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", 8))
