@@ -8,6 +8,7 @@ import os
 import secrets
 import uuid
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -25,7 +26,12 @@ OLD_WEBHOOK_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode
 CRM_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 API_KEY = "sk-test-" + secrets.token_hex(16)
 ADMIN_TOKEN = "admin-" + secrets.token_hex(16)
+HUBSPOT_TOKEN = "pat-na1-" + secrets.token_hex(8)
+PIPEDRIVE_TOKEN = secrets.token_hex(20)  # Pipedrive API tokens are 40 hex characters
 MANAGER_ID = "22222222-2222-4222-8222-222222222222"
+# The shape of the generic CRM that the step graph reads (no enrichment, a write-back step named "callback"),
+# for tests of the graph alone.
+GENERIC_CRM = SimpleNamespace(enrichment=(), write_back=SimpleNamespace(step="callback"))
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -78,11 +84,81 @@ class Sandbox:
         """The rooms in the portal."""
         return self.state()["rooms"]
 
+    # -- HubSpot (/hubspot, token HUBSPOT_TOKEN) --
+
+    @property
+    def hubspot_url(self) -> str:
+        """What HUBSPOT_API_URL points at."""
+        return f"{self.url}/hubspot"
+
+    def _control(self, method: str, path: str, body: dict | None = None) -> dict:
+        """Call a /_sandbox control endpoint and return its JSON answer, failing on an error status."""
+        answer = requests.request(method, f"{self.url}/_sandbox/{path}", json=body, timeout=5)
+        answer.raise_for_status()
+        return answer.json()
+
+    def hubspot_add_deal(self, **deal) -> dict:
+        """Create a HubSpot deal (dealname, dealstage?, pipeline?, hubspot_owner_id?, company?, contacts?, ...);
+        returns {id, company_id, contact_ids}."""
+        return self._control("POST", "hubspot/deals", deal)
+
+    def hubspot_add_owner(self, **owner) -> dict:
+        """Create a HubSpot owner (email, firstName, lastName); returns it with its string id."""
+        return self._control("POST", "hubspot/owners", owner)
+
+    def hubspot_state(self) -> dict:
+        """portal_id, config, deals with all properties and notes, custom properties, groups, owners, calls."""
+        return self._control("GET", "hubspot/state")
+
+    def hubspot_deal(self, deal_id: str) -> dict:
+        """One HubSpot deal from the state: {id, properties, notes}."""
+        return next(deal for deal in self.hubspot_state()["deals"] if deal["id"] == str(deal_id))
+
+    def hubspot_calls(self) -> list[dict]:
+        """Every request the HubSpot imitation received."""
+        return self.hubspot_state()["calls"]
+
+    def hubspot_configure(self, **config) -> dict:
+        """Change HubSpot settings: max_per_10s (int or None)."""
+        return self._control("PUT", "hubspot/config", config)
+
+    # -- Pipedrive (/pipedrive, token PIPEDRIVE_TOKEN) --
+
+    @property
+    def pipedrive_url(self) -> str:
+        """What PIPEDRIVE_API_URL points at."""
+        return f"{self.url}/pipedrive"
+
+    def pipedrive_add_user(self, **user) -> dict:
+        """Create a Pipedrive user (name, email, active_flag?); returns it with its integer id."""
+        return self._control("POST", "pipedrive/users", user)
+
+    def pipedrive_add_deal(self, **deal) -> dict:
+        """Create a Pipedrive deal (title, owner_id?, person?, organization?, status?, custom_fields?, ...);
+        returns {id, person_id, org_id}."""
+        return self._control("POST", "pipedrive/deals", deal)
+
+    def pipedrive_state(self) -> dict:
+        """company_id, config, deals with custom fields and notes, custom deal fields, users, calls."""
+        return self._control("GET", "pipedrive/state")
+
+    def pipedrive_deal(self, deal_id: int) -> dict:
+        """One Pipedrive deal from the state (v2 shape plus notes)."""
+        return next(deal for deal in self.pipedrive_state()["deals"] if deal["id"] == int(deal_id))
+
+    def pipedrive_calls(self) -> list[dict]:
+        """Every request the Pipedrive imitation received."""
+        return self.pipedrive_state()["calls"]
+
+    def pipedrive_configure(self, **config) -> dict:
+        """Change Pipedrive settings: max_per_2s (int or None), daily_budget (int)."""
+        return self._control("PUT", "pipedrive/config", config)
+
 
 @pytest.fixture(scope="session")
 def sandbox_process(tmp_path_factory):
     """One sandbox process for the whole run."""
-    process, url = start_sandbox(tmp_path_factory.mktemp("sandbox"), API_KEY)
+    process, url = start_sandbox(tmp_path_factory.mktemp("sandbox"), API_KEY, HUBSPOT_TOKEN, PIPEDRIVE_TOKEN)
     yield Sandbox(url)
     process.stop()
 

@@ -115,11 +115,13 @@ def start_worker(env: dict, log_dir: Path, name: str = "worker") -> Process:
     return process
 
 
-def start_sandbox(log_dir: Path, api_key: str) -> tuple[Process, str]:
-    """The DocSpace sandbox on a free port; returns the process and its base URL."""
+def start_sandbox(log_dir: Path, api_key: str, hubspot_token: str = "pat-na1-sandbox",
+                  pipedrive_token: str = "pd-sandbox-token") -> tuple[Process, str]:
+    """The sandbox (DocSpace, HubSpot, Pipedrive) on a free port; returns the process and its base URL."""
     port = free_port()
     process = Process("sandbox", [PYTHON, "-m", "onboarding.sandbox", "--host", "127.0.0.1", "--port", str(port),
-                                  "--api-key", api_key], dict(os.environ), log_dir)
+                                  "--api-key", api_key, "--hubspot-token", hubspot_token,
+                                  "--pipedrive-token", pipedrive_token], dict(os.environ), log_dir)
     url = f"http://127.0.0.1:{port}"
 
     def up():

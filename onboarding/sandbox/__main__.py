@@ -20,8 +20,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8090, help="0 picks a free port")
     parser.add_argument("--api-key", default="sk-sandbox")
     parser.add_argument("--latency-ms", type=int, default=0, help="delay before every api and crm answer")
+    parser.add_argument("--hubspot-token", default="pat-na1-sandbox", help="the bearer token /hubspot accepts")
+    parser.add_argument("--pipedrive-token", default="pd-sandbox-token", help="the x-api-token /pipedrive accepts")
     args = parser.parse_args(argv)
-    server = serve(args.host, args.port, args.api_key, args.latency_ms)
+    server = serve(args.host, args.port, args.api_key, args.latency_ms, args.hubspot_token, args.pipedrive_token)
     # SIGINT too: a shell starting us in the background leaves SIGINT ignored, so Python would not handle it.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _interrupt)

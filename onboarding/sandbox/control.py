@@ -1,15 +1,21 @@
-"""The /_sandbox control API: inspect the portal, reset it, stage faults and change settings (no auth)."""
+"""The /_sandbox control API: inspect the portal, reset it, stage faults and change settings (no auth).
+
+/_sandbox/hubspot/... and /_sandbox/pipedrive/... seed and inspect the two CRM imitations.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 
 from flask import Blueprint, Response, jsonify, request
 
-from . import crm, docspace, faults
+from . import crm, docspace, faults, hubspot, pipedrive
 from .state import ARCHIVE_ID, USER_TYPES, ApiError, Folder, Portal, User
 
 bp = Blueprint("control", __name__, url_prefix="/_sandbox")
+T = TypeVar("T")
 
 
 class ControlError(Exception):
@@ -106,10 +112,14 @@ def crm_callbacks() -> Response:
 
 @bp.post("/reset")
 def reset() -> Response:
-    """Back to the seed: portal, calls, callbacks, faults, counters and settings (the API key stays)."""
+    """Back to the seed: portal, both CRMs, calls, callbacks, faults, counters and settings (the keys stay)."""
     docspace.portal().reset()
     docspace.calls().clear()
     crm.callbacks().clear()
+    hubspot.state().reset()
+    hubspot.calls().clear()
+    pipedrive.state().reset()
+    pipedrive.calls().clear()
     faults.traffic().reset()
     return jsonify(ok=True)
 
@@ -188,3 +198,95 @@ def archive_room(id: int) -> Response:
     """Move a room to the archive."""
     portal = docspace.portal()
     return jsonify(_room(portal, portal.archive(id)))
+
+
+# --- HubSpot ---------------------------------------------------------------------------------------------------
+
+
+def _seeded(seed: Callable[[], T]) -> T:
+    """Run a seeding function, turning its ValueError into a control error."""
+    try:
+        return seed()
+    except ValueError as exc:
+        raise ControlError(str(exc)) from None
+
+
+@bp.post("/hubspot/deals")
+def hubspot_add_deal() -> tuple[Response, int]:
+    """Create a deal with its company and contacts; answers {id, company_id, contact_ids}.
+
+    Body: {dealname, dealstage?, pipeline?, hubspot_owner_id?, amount?, closedate?, properties?,
+    company: {name, domain?}?, contacts: [{email, firstname?, lastname?, label?}]?}.
+    """
+    body, portal = _json_object(), hubspot.state()
+    with portal.lock:
+        return jsonify(_seeded(lambda: portal.seed_deal(body))), 201
+
+
+@bp.post("/hubspot/owners")
+def hubspot_add_owner() -> tuple[Response, int]:
+    """Create an owner: {email, firstName?, lastName?} -> the owner as /crm/v3/owners shows it."""
+    body, portal = _json_object(), hubspot.state()
+    with portal.lock:
+        return jsonify(_seeded(lambda: portal.add_owner(body)).to_json()), 201
+
+
+@bp.get("/hubspot/state")
+def hubspot_state() -> Response:
+    """portal_id, config, deals (all properties, notes), custom deal properties, groups, owners and calls."""
+    portal = hubspot.state()
+    with portal.lock:
+        return jsonify(portal.snapshot(hubspot.calls().since(0)))
+
+
+@bp.route("/hubspot/config", methods=["GET", "PUT"])
+def hubspot_config() -> Response:
+    """Read or change {max_per_10s: int | null}."""
+    portal = hubspot.state()
+    with portal.lock:
+        if request.method == "PUT":
+            body = _json_object()
+            return jsonify(_seeded(lambda: portal.configure(body)))
+        return jsonify(portal.config())
+
+
+# --- Pipedrive -------------------------------------------------------------------------------------------------
+
+
+@bp.post("/pipedrive/users")
+def pipedrive_add_user() -> tuple[Response, int]:
+    """Create a user: {name, email, active_flag?} -> the user as /v1/users shows it."""
+    body, company = _json_object(), pipedrive.state()
+    with company.lock:
+        return jsonify(_seeded(lambda: company.add_user(body)).to_json()), 201
+
+
+@bp.post("/pipedrive/deals")
+def pipedrive_add_deal() -> tuple[Response, int]:
+    """Create a deal with its person and organization; answers {id, person_id, org_id}.
+
+    Body: {title, owner_id?, status?, value?, currency?, stage_id?, custom_fields?,
+    person: {name, emails: [{value, primary?, label?}]?, phones?}?, organization: {name}?}.
+    """
+    body, company = _json_object(), pipedrive.state()
+    with company.lock:
+        return jsonify(_seeded(lambda: company.seed_deal(body))), 201
+
+
+@bp.get("/pipedrive/state")
+def pipedrive_state() -> Response:
+    """company_id, config, deals (v2 shape plus notes), custom deal fields, users and calls."""
+    company = pipedrive.state()
+    with company.lock:
+        return jsonify(company.snapshot(pipedrive.calls().since(0)))
+
+
+@bp.route("/pipedrive/config", methods=["GET", "PUT"])
+def pipedrive_config() -> Response:
+    """Read or change {max_per_2s: int | null, daily_budget: int}."""
+    company = pipedrive.state()
+    with company.lock:
+        if request.method == "PUT":
+            body = _json_object()
+            return jsonify(_seeded(lambda: company.configure(body)))
+        return jsonify(company.config())

@@ -1,4 +1,9 @@
-"""Fault injection and traffic limits: latency, canned failures, dropped connections, 429s."""
+"""Fault injection and traffic limits: latency, canned failures, dropped connections, 429s.
+
+Each fault rule names a target: "docspace" (api/2.0), "crm" (the callback receiver), "hubspot" or "pipedrive".
+A target that registered an envelope (see register_envelope) answers canned failures in its own error format;
+the others answer in DocSpace's.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
 
@@ -18,7 +23,7 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from .state import ApiError
 
 ACTIONS = ("latency", "status", "html502", "hang", "after_status", "drop", "after_drop")
-TARGETS = ("docspace", "crm")
+TARGETS = ("docspace", "crm", "hubspot", "pipedrive")
 BAD_GATEWAY_HTML = "<html><body><h1>502 Bad Gateway</h1></body></html>"
 HANG_SECONDS = 120.0
 # DocSpace's default sliding window per user, reported when a fault (not a configured limit) answers 429.
@@ -160,13 +165,72 @@ class Traffic:
             return self.generation == generation
 
 
+class RollingWindow:
+    """A rolling-window request counter, the burst limit of a CRM imitation; a limit of None means off."""
+
+    def __init__(self, seconds: float, limit: int | None) -> None:
+        """An empty window `seconds` long admitting `limit` requests."""
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._hits: deque[float] = deque()
+        self.limit = limit
+
+    def configure(self, limit: int | None) -> None:
+        """Change the limit; requests already counted stay counted."""
+        with self._lock:
+            self.limit = limit
+
+    def clear(self) -> None:
+        """Forget every counted request."""
+        with self._lock:
+            self._hits.clear()
+
+    def hit(self) -> Quota | None:
+        """Count a request if the window has room; None when the limit is off."""
+        with self._lock:
+            if self.limit is None:
+                return None
+            current = time.monotonic()
+            while self._hits and current - self._hits[0] >= self.seconds:
+                self._hits.popleft()
+            allowed = len(self._hits) < self.limit
+            if allowed:  # a refused request does not count: the real limiters only count what they serve
+                self._hits.append(current)
+            # Seconds until the oldest counted request leaves the window, which is when room appears again.
+            oldest = self._hits[0] if self._hits else current
+            reset = max(1, math.ceil(self.seconds - (current - oldest)))
+            return Quota(allowed, self.limit, max(0, self.limit - len(self._hits)), reset)
+
+
+@dataclass(frozen=True)
+class Quota:
+    """What a rolling window said about one request."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+
+# A target's canned failure: (status, retry_after) -> the response in the target's own error format.
+Envelope = Callable[[int, int | None], Response]
+
+
 class DroppedResponse(Response):
     """Stands in for an answer that is never sent: the connection is closed instead."""
 
 
 def init_app(app: Flask, latency_ms: int) -> None:
-    """Attach the shared Traffic to the app."""
+    """Attach the shared Traffic and an empty registry of per-target error envelopes to the app."""
     app.extensions["sandbox.traffic"] = Traffic(latency_ms)
+    app.extensions["sandbox.envelopes"] = {}
+
+
+def register_envelope(app: Flask, target: str, envelope: Envelope) -> None:
+    """Let `target` answer its canned failures in its own format instead of DocSpace's."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown fault target {target!r}")
+    app.extensions["sandbox.envelopes"][target] = envelope
 
 
 def traffic() -> Traffic:
@@ -203,7 +267,7 @@ def before(target: str, path: str, limited: bool) -> Response | None:
         return drop_connection()
     if rule.action == "html502":
         return bad_gateway()
-    return canned(rule.status, rule.retry_after)
+    return canned(rule.status, rule.retry_after, target)
 
 
 def after(response: Response) -> Response:
@@ -216,7 +280,7 @@ def after(response: Response) -> Response:
     # A lost answer usually comes from the reverse proxy, whose 502 is an HTML page.
     if rule.status == 502:
         return bad_gateway()
-    return canned(rule.status, rule.retry_after)
+    return canned(rule.status, rule.retry_after, rule.target)
 
 
 def finish() -> None:
@@ -225,8 +289,11 @@ def finish() -> None:
         traffic().leave_write(g.sandbox_generation)
 
 
-def canned(status: int, retry_after: int | None = None) -> Response:
-    """A failure answered without doing anything: an empty 429 or a DocSpace error envelope."""
+def canned(status: int, retry_after: int | None = None, target: str = "docspace") -> Response:
+    """A failure answered without doing anything, in the target's format (DocSpace's: an empty 429 or its envelope)."""
+    envelope = current_app.extensions.get("sandbox.envelopes", {}).get(target)
+    if envelope is not None:
+        return envelope(status, retry_after)
     if status == 429:
         return too_many_requests(retry_after or 1, DEFAULT_RATE_LIMIT)
     error = ApiError(status, HTTPStatus(status).phrase)
