@@ -14,8 +14,8 @@ import json
 import logging
 
 from onboarding import create_app
+from onboarding.domain import GENERIC, Client, Deal
 from onboarding.groupcommit import GroupCommit
-from onboarding.schemas import DealWon
 from onboarding.sources import DEAL_WON, Verdict
 
 app = create_app()
@@ -26,10 +26,10 @@ def _unvalidated(body: bytes) -> Verdict:
     """The verdict on a well-formed deal-won body, read without marshmallow (the bench sends no other)."""
     document = json.loads(body)
     client, manager = document["client"], document["account_manager"]
-    deal = DealWon(deal_id=document["deal"]["id"], deal_title=document["deal"]["title"], client_id=client["id"],
-                   client_name=client["name"], client_email=client["email"], client_user_id=None,
-                   manager_user_id=manager["docspace_user_id"])
-    return Verdict("accepted", event_type=DEAL_WON, deal=deal, http_status=202, deal_id=deal.deal_id)
+    deal = Deal(source=GENERIC, deal_id=document["deal"]["id"], title=document["deal"]["title"],
+                client=Client(client["id"], client["name"], client["email"]),
+                manager_user_id=manager["docspace_user_id"])
+    return Verdict("accepted", event_type=DEAL_WON, deal=deal, deal_id=deal.deal_id)
 
 
 _source.judge = _unvalidated

@@ -25,6 +25,7 @@ def accept_parts(env: dict[str, str], jobs: list[tuple[bytes, dict]]) -> dict:
     from bench.trivial import app as trivial
     from onboarding import create_app, logs
     from onboarding.intake import record_delivery
+    from onboarding.sources import Inbound
 
     app = create_app()
     services = app.extensions["onboarding"]
@@ -40,7 +41,7 @@ def accept_parts(env: dict[str, str], jobs: list[tuple[bytes, dict]]) -> dict:
         record_delivery(services.db, source.name, signed["webhook-id"], {}, raw, source.judge(raw))
 
     pieces: dict[str, Callable[[], object]] = {
-        "signature check": lambda: source.verify(headers, body),
+        "signature check": lambda: source.verify(Inbound("POST", b"", headers, body)),
         "JSON + marshmallow (judge)": lambda: source.judge(body),
         "marshmallow load alone": lambda: source.schema.load(document),
         "signed status link": lambda: services.status_links.url("0" * 32),

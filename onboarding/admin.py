@@ -51,7 +51,7 @@ def onboardings():
 def onboarding(onboarding_id: str):
     """One onboarding: steps, attempts, errors, DocSpace ids, timings and the events that named it."""
     services = _services()
-    summary = onboarding_summary(services.db, onboarding_id, services.plan)
+    summary = onboarding_summary(services.db, onboarding_id, services.step_names)
     if summary is None:
         return jsonify(error=f"No onboarding {onboarding_id}."), 404
     return jsonify(summary)
@@ -63,7 +63,7 @@ def retry_one(onboarding_id: str):
     services = _services()
     outcome = operations.retry_one(services.db, onboarding_id)
     status = {"retried": 200, "missing": 404}.get(outcome.action, 409)
-    summary = onboarding_summary(services.db, onboarding_id, services.plan, detailed=False)
+    summary = onboarding_summary(services.db, onboarding_id, services.step_names, detailed=False)
     return jsonify(action=outcome.action, message=outcome.message, onboarding=summary), status
 
 

@@ -63,7 +63,7 @@ def worker_command(once: bool, metrics_port: int | None) -> None:
     services = _services()
     if metrics_port is not None:
         serve_worker_metrics(metrics_port, services.db)
-    Worker(services.settings, services.plan, services.db).run(once=once)
+    Worker(services).run(once=once)
 
 
 @click.command("replay")
@@ -119,7 +119,7 @@ def onboardings_command(status, deal_id, client_id, limit, as_json) -> None:
 def show_command(onboarding_id: str) -> None:
     """Show one onboarding: steps, attempts, errors, DocSpace ids, events."""
     services = _services()
-    summary = onboarding_summary(services.db, onboarding_id, services.plan)
+    summary = onboarding_summary(services.db, onboarding_id, services.step_names)
     if summary is None:
         raise click.ClickException(f"no onboarding {onboarding_id}")
     _print_json(summary)

@@ -26,12 +26,23 @@ class Settings:
 
     docspace_url: str
     docspace_api_key: str
-    webhook_secrets: tuple[bytes, ...]
-    crm_callback_url: str
-    crm_callback_secret: bytes
     admin_token: str
     public_base_url: str
     secret_key: str
+    # The generic source (on when WEBHOOK_SECRETS is set) and its callback.
+    webhook_secrets: tuple[bytes, ...] = ()
+    crm_callback_url: str | None = None
+    crm_callback_secret: bytes | None = None
+    # HubSpot (on when HUBSPOT_CLIENT_SECRET is set) and Pipedrive (on when its webhook credentials are set).
+    hubspot_client_secret: str | None = None
+    hubspot_access_token: str | None = None
+    hubspot_api_url: str = "https://api.hubapi.com"
+    hubspot_rate_per_10_seconds: int = 100
+    pipedrive_webhook_user: str | None = None
+    pipedrive_webhook_password: str | None = None
+    pipedrive_api_token: str | None = None
+    pipedrive_api_url: str | None = None
+    pipedrive_rate_per_2_seconds: int = 20
     database_url: str = DEFAULT_DATABASE_URL
     onboarding_plan: Path = DEFAULT_PLAN
     account_manager_id: str | None = None
@@ -57,13 +68,28 @@ class Settings:
 REQUIRED = {
     "DOCSPACE_URL": "the base URL of your DocSpace portal, e.g. https://example.onlyoffice.com",
     "DOCSPACE_API_KEY": "a DocSpace API key (Settings > Developer Tools > API keys), sent as a Bearer token",
-    "WEBHOOK_SECRETS": "one or more Standard Webhooks secrets (whsec_<base64>), separated by spaces or commas",
-    "CRM_CALLBACK_URL": "the URL the CRM is called back on when a room is ready",
-    "CRM_CALLBACK_SECRET": "the whsec_<base64> secret that signs callbacks to the CRM",
     "ADMIN_TOKEN": "the bearer token operators send to the admin API (at least 16 characters)",
     "PUBLIC_BASE_URL": "the URL this service is reached at, used in status links, e.g. https://onboarding.example.com",
     "SECRET_KEY": "a random string (at least 16 characters) that signs status links",
 }
+# Each source is on when its first setting is set; it then needs the others.
+SOURCES = {
+    "WEBHOOK_SECRETS": {
+        "CRM_CALLBACK_URL": "the URL the CRM is called back on when a room is ready",
+        "CRM_CALLBACK_SECRET": "the whsec_<base64> secret that signs callbacks to the CRM",
+    },
+    "HUBSPOT_CLIENT_SECRET": {
+        "HUBSPOT_ACCESS_TOKEN": "a HubSpot private app (or static) access token with the deal, contact, company and "
+                                "owner read scopes and deal write",
+    },
+    "PIPEDRIVE_WEBHOOK_USER": {
+        "PIPEDRIVE_WEBHOOK_PASSWORD": "the HTTP Basic password set on the Pipedrive webhook",
+        "PIPEDRIVE_API_TOKEN": "a Pipedrive API token (Personal preferences > API), sent as the x-api-token header",
+        "PIPEDRIVE_API_URL": "your company's Pipedrive API base, e.g. https://acme.pipedrive.com",
+    },
+}
+NO_SOURCE = ("no source is on: set WEBHOOK_SECRETS (the generic signed webhook), HUBSPOT_CLIENT_SECRET (HubSpot) "
+             "or PIPEDRIVE_WEBHOOK_USER (Pipedrive), with the settings each needs")
 
 # name -> (Settings field, type, lowest allowed value)
 TUNABLES = {
@@ -83,6 +109,8 @@ TUNABLES = {
     "RETRY_MAX_SECONDS": ("retry_max_seconds", float, 0.0),
     "MAX_ATTEMPTS": ("max_attempts", int, 1),
     "MAX_AGE_SECONDS": ("max_age_seconds", int, 1),
+    "HUBSPOT_RATE_PER_10_SECONDS": ("hubspot_rate_per_10_seconds", int, 1),
+    "PIPEDRIVE_RATE_PER_2_SECONDS": ("pipedrive_rate_per_2_seconds", int, 1),
 }
 
 
@@ -92,12 +120,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for name, meaning in REQUIRED.items():
         if not env.get(name, "").strip():
             raise ConfigError(f"{name} is not set: {meaning}")
+    on = [switch for switch in SOURCES if env.get(switch, "").strip()]
+    if not on:
+        raise ConfigError(NO_SOURCE)
+    for switch in on:
+        for name, meaning in SOURCES[switch].items():
+            if not env.get(name, "").strip():
+                raise ConfigError(f"{name} is not set (needed because {switch} is): {meaning}")
     values: dict = {
         "docspace_url": _url(env, "DOCSPACE_URL"),
         "docspace_api_key": env["DOCSPACE_API_KEY"].strip(),
-        "webhook_secrets": _secrets(env, "WEBHOOK_SECRETS"),
-        "crm_callback_url": _url(env, "CRM_CALLBACK_URL"),
-        "crm_callback_secret": _secrets(env, "CRM_CALLBACK_SECRET")[0],
         "admin_token": _long_enough(env, "ADMIN_TOKEN"),
         "public_base_url": _url(env, "PUBLIC_BASE_URL"),
         "secret_key": _long_enough(env, "SECRET_KEY"),
@@ -105,6 +137,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "account_manager_id": env.get("ACCOUNT_MANAGER_ID", "").strip() or None,
         "notify_failures": _flag(env, "NOTIFY_FAILURES"),
     }
+    if "WEBHOOK_SECRETS" in on:
+        values.update(webhook_secrets=_secrets(env, "WEBHOOK_SECRETS"), crm_callback_url=_url(env, "CRM_CALLBACK_URL"),
+                      crm_callback_secret=_secrets(env, "CRM_CALLBACK_SECRET")[0])
+    if "HUBSPOT_CLIENT_SECRET" in on:
+        values.update(hubspot_client_secret=env["HUBSPOT_CLIENT_SECRET"].strip(),
+                      hubspot_access_token=env["HUBSPOT_ACCESS_TOKEN"].strip())
+        if env.get("HUBSPOT_API_URL", "").strip():
+            values["hubspot_api_url"] = _url(env, "HUBSPOT_API_URL")
+    if "PIPEDRIVE_WEBHOOK_USER" in on:
+        values.update(pipedrive_webhook_user=env["PIPEDRIVE_WEBHOOK_USER"].strip(),
+                      pipedrive_webhook_password=env["PIPEDRIVE_WEBHOOK_PASSWORD"].strip(),
+                      pipedrive_api_token=env["PIPEDRIVE_API_TOKEN"].strip(),
+                      pipedrive_api_url=_url(env, "PIPEDRIVE_API_URL"))
     if env.get("ONBOARDING_PLAN", "").strip():
         values["onboarding_plan"] = Path(env["ONBOARDING_PLAN"].strip())
     for name, (field, kind, lowest) in TUNABLES.items():

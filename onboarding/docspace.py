@@ -1,23 +1,22 @@
 """The DocSpace API client: one method per endpoint the onboarding uses, one session, typed errors.
 
-Every call goes through DocSpace.call, which applies the shared limiter, unwraps the {response, status}
-envelope and turns failures into TransientError (worth retrying: connection errors, timeouts, 429, 5xx,
-unreadable answers) or PermanentError (400, 401, 402, 403, 404...: retrying will not help), carrying
-DocSpace's own message. See ../shared/reference/docspace-api.md for the facts behind each method.
+Every call goes through DocSpace.call, which sends it through the shared outside-call wrapper (limiter, timeouts,
+metrics, 429 and 5xx: outside.py), unwraps the {response, status} envelope and turns failures into
+TransientError (worth retrying: connection errors, timeouts, 429, 5xx, unreadable answers) or PermanentError
+(400, 401, 402, 403, 404...: retrying will not help), carrying DocSpace's own message. See
+../shared/reference/docspace-api.md for the facts behind each method.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import requests
 
-from onboarding.errors import PermanentError, TransientError, retry_after_seconds
-from onboarding.http import pooled_session
+from onboarding.errors import PermanentError, TransientError
 from onboarding.limiter import Limiter
-from onboarding.metrics import observe_call
+from onboarding.outside import OutsideApi
 
 ROOMS_SEARCH_AREA_ANY = 2
 PAGE_SIZE = 100
@@ -29,11 +28,11 @@ class DocSpace:
     def __init__(self, base_url: str, api_key: str, *, connect_timeout: float, read_timeout: float,
                  limiter: Limiter, pool_size: int = 32) -> None:
         """A client with its own pooled session."""
-        self.base_url = base_url.rstrip("/")
-        self.timeout = (connect_timeout, read_timeout)
         self.limiter = limiter
-        self.session = pooled_session(pool_size)
-        self.session.headers.update({"Authorization": f"Bearer {api_key}", "Accept": "application/json"})
+        self.api = OutsideApi("DocSpace", "docspace", f"{base_url.rstrip('/')}/api/2.0",
+                              timeout=(connect_timeout, read_timeout), limiter=limiter, pool_size=pool_size,
+                              headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+                              describe=_describe)
 
     # -- rooms -----------------------------------------------------------------------------------------------
 
@@ -117,25 +116,7 @@ class DocSpace:
     def call(self, method: str, path: str, *, endpoint: str, params: dict | None = None,
              body: dict | None = None) -> Any:
         """Make one API call and return the envelope's response, or raise a TransientError or PermanentError."""
-        url = f"{self.base_url}/api/2.0/{path}"
-        started = time.monotonic()
-        status = "error"
-        try:
-            with self.limiter.slot(write=method != "GET"):
-                try:
-                    answer = self.session.request(method, url, params=params, json=body, timeout=self.timeout)
-                except requests.Timeout:
-                    raise TransientError(f"DocSpace did not answer within {self.timeout[1]:g} s", endpoint) from None
-                except requests.RequestException as error:
-                    raise TransientError(f"cannot reach DocSpace: {type(error).__name__}", endpoint) from None
-            status = str(answer.status_code)
-            if answer.status_code == 429:
-                retry_after = retry_after_seconds(answer.headers.get("Retry-After"))
-                self.limiter.pause(retry_after or 1.0)
-                raise TransientError("DocSpace rate limit reached (429)", endpoint, 429, retry_after)
-            return _unwrap(answer, endpoint)
-        finally:
-            observe_call("docspace", endpoint, status, time.monotonic() - started)
+        return _unwrap(self.api.send(method, path, endpoint=endpoint, params=params, json=body), endpoint)
 
 
 def _unwrap(answer: requests.Response, endpoint: str) -> Any:
@@ -146,8 +127,6 @@ def _unwrap(answer: requests.Response, endpoint: str) -> Any:
         envelope = None
     code = answer.status_code
     message = _message(envelope) or f"HTTP {code} without a DocSpace answer"
-    if code >= 500 or code == 408:
-        raise TransientError(f"DocSpace error {code}: {message}", endpoint, code)
     if code >= 400:
         raise PermanentError(f"DocSpace refused ({code}): {message}", endpoint, code)
     if not isinstance(envelope, dict) or "response" not in envelope:
@@ -155,6 +134,15 @@ def _unwrap(answer: requests.Response, endpoint: str) -> Any:
     if envelope.get("status", 0) != 0:
         raise PermanentError(f"DocSpace refused: {message}", endpoint, envelope.get("statusCode", code))
     return envelope["response"]
+
+
+def _describe(answer: requests.Response) -> str:
+    """DocSpace's message in an error answer (for the 429s and 5xx the wrapper raises on)."""
+    try:
+        envelope = answer.json()
+    except ValueError:
+        envelope = None
+    return _message(envelope) or f"HTTP {answer.status_code} without a DocSpace answer"
 
 
 def _message(envelope: Any) -> str | None:
@@ -169,7 +157,6 @@ def _message(envelope: Any) -> str | None:
         details = "; ".join(f"{field}: {' '.join(map(str, texts))}" for field, texts in problem["errors"].items())
         return f"{problem.get('title', 'validation failed')} {details}"[:500]
     return None
-
 
 
 def _tag_names(tags: Any) -> set[str]:

@@ -24,12 +24,12 @@ from sqlalchemy import Table
 
 from onboarding import doorbell
 from onboarding.db import Database
+from onboarding.domain import DEAL_COLUMNS
 from onboarding.models import Event, Onboarding
 
 MAX_BATCH = 128
 # The columns a new deal fills; the rest keep their defaults (NULL). A row missing one of them is a bug: KeyError.
-ONBOARDING_COLUMNS = ("id", "source", "deal_id", "deal_title", "client_id", "client_name", "client_email",
-                      "client_user_id", "manager_user_id", "status", "attempts", "run_at", "created_at", "updated_at")
+ONBOARDING_COLUMNS = ("id", *DEAL_COLUMNS, "status", "attempts", "run_at", "created_at", "updated_at")
 EVENT_COLUMNS = ("id", "source", "delivery_id", "received_at", "last_received_at", "deliveries", "headers", "body",
                  "outcome", "event_type", "deal_id", "onboarding_id")
 log = logging.getLogger(__name__)

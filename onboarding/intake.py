@@ -2,7 +2,8 @@
 
 Dedupe lives in the database's unique constraints, so it holds across processes and machines: one event row per
 (source, delivery id) and one onboarding per (source, deal id). A second delivery of either answers with the
-original onboarding. Deliveries that were verified but refused are recorded too, so they can be replayed.
+original onboarding. Deliveries that were verified but refused are recorded too, so they can be replayed; so are
+events left pending (a CRM event whose meaning the worker must ask the CRM about), which resolve_pending judges.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ ATTEMPTS_ON_CONFLICT = 3
 class Receipt:
     """What became of a delivery: the answer the sender gets and the rows it touched."""
 
-    outcome: str  # created | duplicate | ignored | rejected
+    outcome: str  # created | duplicate | ignored | pending | rejected
     event_id: str
     onboarding_id: str | None = None
     onboarding_status: str | None = None
-    http_status: int = 200
+    problem: str | None = None  # rejected: malformed | invalid
     errors: dict | None = None
 
 
@@ -59,16 +60,14 @@ def _insert_new_deal(db: Database, source: str, delivery_id: str, headers: dict,
     deal = verdict.deal
     onboarding_id, event_id = new_id(), new_id()
     inserted = group_commit(db).insert(
-        dict(id=onboarding_id, source=source, deal_id=deal.deal_id, deal_title=deal.deal_title,
-             client_id=deal.client_id, client_name=deal.client_name, client_email=deal.client_email,
-             client_user_id=deal.client_user_id, manager_user_id=deal.manager_user_id, status="queued",
-             attempts=0, run_at=now, created_at=now, updated_at=now),
+        dict(id=onboarding_id, **deal.columns(), status="queued", attempts=0, run_at=now, created_at=now,
+             updated_at=now),
         dict(id=event_id, source=source, delivery_id=delivery_id, received_at=now, last_received_at=now,
              deliveries=1, headers=headers, body=body, outcome="accepted", event_type=verdict.event_type,
              deal_id=deal.deal_id, onboarding_id=onboarding_id))
     if not inserted:
         return None  # a repeat, or the shared commit failed: the careful path finds the original or says why
-    return Receipt("created", event_id, onboarding_id, "queued", 202)
+    return Receipt("created", event_id, onboarding_id, "queued")
 
 
 def reprocess_event(db: Database, event_id: str, verdict: Verdict) -> Receipt | None:
@@ -105,20 +104,18 @@ def _record(session, source: str, delivery_id: str, headers: dict, body: bytes, 
     if verdict.outcome != "accepted":
         event.outcome = verdict.outcome
         session.flush()
-        return Receipt(verdict.outcome, event.id, http_status=verdict.http_status, errors=verdict.errors)
+        return Receipt(verdict.outcome, event.id, problem=verdict.problem, errors=verdict.errors)
 
     deal = verdict.deal
-    onboarding = session.scalar(select(Onboarding).where(Onboarding.source == source,
+    onboarding = session.scalar(select(Onboarding).where(Onboarding.source == deal.source,
+                                                         Onboarding.account_id == deal.account_id,
                                                          Onboarding.deal_id == deal.deal_id))
     if onboarding is not None:
         event.outcome = "duplicate"
         event.onboarding_id = onboarding.id
         return _answer(event, onboarding, "duplicate")
-    onboarding = Onboarding(
-        source=source, deal_id=deal.deal_id, deal_title=deal.deal_title, client_id=deal.client_id,
-        client_name=deal.client_name, client_email=deal.client_email, client_user_id=deal.client_user_id,
-        manager_user_id=deal.manager_user_id, status="queued", attempts=0, run_at=now, created_at=now,
-        updated_at=now)
+    onboarding = Onboarding(**deal.columns(), status="queued", attempts=0, run_at=now, created_at=now,
+                            updated_at=now)
     session.add(onboarding)
     session.flush()
     event.outcome = "accepted"
@@ -129,4 +126,12 @@ def _record(session, source: str, delivery_id: str, headers: dict, body: bytes, 
 
 def _answer(event: Event, onboarding: Onboarding, outcome: str) -> Receipt:
     """A receipt naming an onboarding."""
-    return Receipt(outcome, event.id, onboarding.id, onboarding.status, 202 if outcome == "created" else 200)
+    return Receipt(outcome, event.id, onboarding.id, onboarding.status)
+
+
+def pending_events(db: Database, limit: int) -> list[tuple[str, str, bytes]]:
+    """The oldest events left pending: (event id, source, body) each."""
+    with db.reading() as session:
+        return [tuple(row) for row in session.execute(
+            select(Event.id, Event.source, Event.body).where(Event.outcome == "pending")
+            .order_by(Event.received_at).limit(limit))]

@@ -1,8 +1,9 @@
-"""A client-side limiter shared by a worker's threads, keeping DocSpace under its documented limits.
+"""A client-side limiter shared by a worker's threads, keeping an outside API under its documented limits.
 
 DocSpace answers 429 at once (no queue) beyond 15 concurrent non-GET requests or 1500 requests a minute per user
-(../shared/reference/docspace-api.md, section 7). Waiting here is cheaper than being refused there; and when a
-429 does come, every thread pauses for its Retry-After instead of each finding out on its own.
+(../shared/reference/docspace-api.md, section 7); HubSpot allows 100 requests in any 10 seconds per account and
+Pipedrive a burst per 2 seconds (../shared/reference/crm-apis.md). Waiting here is cheaper than being refused
+there; and when a 429 does come, every thread pauses for its wait instead of each finding out on its own.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ WINDOW_SECONDS = 60.0
 
 
 class Limiter:
-    """Caps concurrent writes and requests per sliding minute; honours pauses asked for by 429s."""
+    """Caps concurrent writes and requests per sliding window (a minute unless told); honours 429s' pauses."""
 
     def __init__(self, max_concurrent_writes: int, rate_per_minute: int,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
-        """A limiter with the given caps."""
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 window_seconds: float = WINDOW_SECONDS) -> None:
+        """A limiter letting rate_per_minute requests start in any window_seconds."""
         self.max_concurrent_writes = max_concurrent_writes
         self.rate_per_minute = rate_per_minute
+        self.window_seconds = window_seconds
         self._writes = threading.BoundedSemaphore(max_concurrent_writes)
         self._lock = threading.Lock()
         self._sent: deque[float] = deque()
@@ -60,7 +63,7 @@ class Limiter:
         while True:
             with self._lock:
                 now = self._clock()
-                while self._sent and self._sent[0] <= now - WINDOW_SECONDS:
+                while self._sent and self._sent[0] <= now - self.window_seconds:
                     self._sent.popleft()
                 if self._paused_until > now:
                     wait = self._paused_until - now
@@ -68,5 +71,5 @@ class Limiter:
                     self._sent.append(now)
                     return
                 else:
-                    wait = self._sent[0] + WINDOW_SECONDS - now
+                    wait = self._sent[0] + self.window_seconds - now
             self._sleep(wait)

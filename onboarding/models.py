@@ -49,7 +49,7 @@ class Event(Base):
     deliveries: Mapped[int] = mapped_column(Integer, default=1)
     headers: Mapped[dict] = mapped_column(JSON)
     body: Mapped[bytes] = mapped_column(LargeBinary)
-    # accepted | duplicate | ignored | rejected
+    # accepted | duplicate | ignored | rejected | pending (a CRM event the worker still has to judge)
     outcome: Mapped[str] = mapped_column(String(16), index=True)
     event_type: Mapped[str | None] = mapped_column(String(100))
     deal_id: Mapped[str | None] = mapped_column(String(100), index=True)
@@ -62,19 +62,21 @@ class Onboarding(Base):
 
     __tablename__ = "onboardings"
     __table_args__ = (
-        UniqueConstraint("source", "deal_id", name="uq_onboardings_source_deal"),
+        UniqueConstraint("source", "account_id", "deal_id", name="uq_onboardings_source_account_deal"),
         Index("ix_onboardings_status_run_at", "status", "run_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    # The deal (domain.Deal): a CRM deal's client and manager stay empty until its enrichment steps find them.
     source: Mapped[str] = mapped_column(String(32))
+    account_id: Mapped[str] = mapped_column(String(100), default="", server_default="")
     deal_id: Mapped[str] = mapped_column(String(100))
     deal_title: Mapped[str | None] = mapped_column(String(300))
-    client_id: Mapped[str] = mapped_column(String(100), index=True)
-    client_name: Mapped[str] = mapped_column(String(300))
-    client_email: Mapped[str] = mapped_column(String(320))
+    client_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    client_name: Mapped[str | None] = mapped_column(String(300))
+    client_email: Mapped[str | None] = mapped_column(String(320))
     client_user_id: Mapped[str | None] = mapped_column(String(36))
-    manager_user_id: Mapped[str] = mapped_column(String(36))
+    manager_user_id: Mapped[str | None] = mapped_column(String(36))
     # queued | running | completed | failed
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

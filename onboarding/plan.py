@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+from onboarding.domain import Client
+
 # RoomType numbers (DocSpace CreateRoomRequestDto.cs)
 ROOM_TYPES = {"form-filling": 1, "collaboration": 2, "custom": 5, "public": 6, "virtual-data-room": 8, "ai": 9}
 
@@ -69,10 +71,9 @@ class Plan:
     link_kind: str
     link_access: int
 
-    def render_room_title(self, deal_id: str, deal_title: str | None, client_id: str, client_name: str,
-                          client_email: str) -> str:
+    def render_room_title(self, deal_id: str, deal_title: str | None, client: Client) -> str:
         """The room title for one deal, cut to DocSpace's 170-character limit."""
-        fields = {"client": SimpleNamespace(id=client_id, name=client_name, email=client_email),
+        fields = {"client": SimpleNamespace(id=client.id, name=client.name, email=client.email),
                   "deal": SimpleNamespace(id=deal_id, title=deal_title or "")}
         return self.room_title.format_map(fields)[:MAX_ROOM_TITLE].strip()
 

@@ -20,6 +20,7 @@ from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from onboarding.db import Database
+from onboarding.domain import CLIENT_STEP, MANAGER_STEP, Deal
 from onboarding.models import Onboarding, StepResult, utcnow
 
 RETRYABLE_STATUSES = ("failed",)
@@ -45,6 +46,11 @@ _STEP_ENDED_VALUES = {"status": bindparam("step_status"), "result": bindparam("s
 # An attempt recorded when it began (status "started") is not counted twice.
 _STEP_ENDED = update(STEPS).where(_THIS_STEP).values(
     attempts=STEPS.c.attempts + case((STEPS.c.status == "started", 0), else_=1), **_STEP_ENDED_VALUES)
+# What enrichment found is copied onto the onboarding row, so lists and searches show a CRM deal's client.
+_CLIENT_FOUND = update(Onboarding).where(_OWNED).values(
+    client_id=bindparam("client_id"), client_name=bindparam("client_name"), client_email=bindparam("client_email"),
+    deal_title=func.coalesce(bindparam("deal_title"), Onboarding.deal_title))
+_MANAGER_CHOSEN = update(Onboarding).where(_OWNED).values(manager_user_id=bindparam("manager"))
 _FIRST_STEP_ENDED = insert(STEPS).values(onboarding_id=bindparam("onboarding"), name=bindparam("step"), attempts=1,
                                          **_STEP_ENDED_VALUES)
 
@@ -60,17 +66,10 @@ class Claim:
 
 @dataclass(frozen=True)
 class Work:
-    """What a run needs to know about its onboarding: the deal, the client and the steps already done."""
+    """What a run needs to know about its onboarding: the deal (with its client, if known) and the steps done."""
 
     onboarding_id: str
-    source: str
-    deal_id: str
-    deal_title: str | None
-    client_id: str
-    client_name: str
-    client_email: str
-    client_user_id: str | None
-    manager_user_id: str
+    deal: Deal
     created_at: datetime
     done: dict[str, dict]
     step_attempts: dict[str, int]
@@ -114,10 +113,7 @@ def load_work(db: Database, onboarding_id: str) -> Work:
         onboarding = session.get(Onboarding, onboarding_id)
         steps = session.scalars(select(StepResult).where(StepResult.onboarding_id == onboarding_id)).all()
         return Work(
-            onboarding_id=onboarding.id, source=onboarding.source, deal_id=onboarding.deal_id,
-            deal_title=onboarding.deal_title, client_id=onboarding.client_id, client_name=onboarding.client_name,
-            client_email=onboarding.client_email, client_user_id=onboarding.client_user_id,
-            manager_user_id=onboarding.manager_user_id, created_at=onboarding.created_at,
+            onboarding_id=onboarding.id, deal=Deal.from_row(onboarding), created_at=onboarding.created_at,
             done={step.name: step.result for step in steps if step.status == "done"},
             step_attempts={step.name: step.attempts for step in steps},
         )
@@ -176,7 +172,20 @@ def save_steps(db: Database, claim: Claim, outcomes: list[StepOutcome], lease_se
                           "step_ms": int((finished - outcome.started_at).total_seconds() * 1000)}
             if connection.execute(_STEP_ENDED, parameters).rowcount == 0:
                 connection.execute(_FIRST_STEP_ENDED, parameters)
+            if outcome.error is None:
+                _copy_to_row(connection, claim, outcome)
         return True
+
+
+def _copy_to_row(connection: Connection, claim: Claim, outcome: StepOutcome) -> None:
+    """Copy what an enrichment step found onto the onboarding row."""
+    owned = {"onboarding": claim.onboarding_id, "token": claim.token}
+    if outcome.name == CLIENT_STEP:
+        found = outcome.result
+        connection.execute(_CLIENT_FOUND, {**owned, "client_id": found["id"], "client_name": found["name"],
+                                           "client_email": found["email"], "deal_title": found.get("deal_title")})
+    elif outcome.name == MANAGER_STEP:
+        connection.execute(_MANAGER_CHOSEN, {**owned, "manager": outcome.result["user_id"]})
 
 
 def finish(db: Database, claim: Claim, status: str, *, last_error: dict | None = None,

@@ -133,7 +133,8 @@ class Run:
     def _timed(self, step: Step) -> tuple[dict | None, ServiceError | None, float]:
         """Run one step in a pool thread; never raises."""
         started = time.monotonic()
-        with logs.bound(onboarding_id=self.ctx.work.onboarding_id, deal_id=self.ctx.work.deal_id, step=step.name):
+        with logs.bound(onboarding_id=self.ctx.work.onboarding_id, deal_id=self.ctx.work.deal.deal_id,
+                         step=step.name):
             try:
                 return step.run(self.ctx), None, time.monotonic() - started
             except ServiceError as error:
@@ -175,13 +176,8 @@ class Run:
         return "failed"
 
     def _tell_crm_it_failed(self, last_error: dict) -> None:
-        """Best effort: one onboarding.failed callback (the onboarding stays visible to operators either way)."""
-        work = self.ctx.work
-        payload = {"onboarding_id": work.onboarding_id, "deal_id": work.deal_id, "client_id": work.client_id,
-                   "error": {"step": last_error.get("step"), "message": last_error["message"]},
-                   "status_url": self.ctx.status_url, "timestamp": utcnow().isoformat(timespec="seconds") + "Z"}
+        """Best effort: tell the CRM once (the onboarding stays visible to operators either way)."""
         try:
-            self.ctx.crm.deliver("onboarding.failed", f"onb_{work.onboarding_id}_failed_{self.claim.attempts}",
-                                 payload)
+            self.ctx.write_back.onboarding_failed(self.ctx.work, last_error)
         except ServiceError as error:
             log.warning("could not tell the CRM about the failure: %s", error.message)

@@ -1,23 +1,10 @@
-"""Marshmallow schemas: a generic "deal won" payload -> a DealWon the onboarding understands."""
+"""Marshmallow schemas: a generic "deal won" payload -> a Deal the onboarding understands."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-
-@dataclass(frozen=True)
-class DealWon:
-    """A won deal, mapped from whatever the source sent: who the client is and who manages them."""
-
-    deal_id: str
-    deal_title: str | None
-    client_id: str
-    client_name: str
-    client_email: str
-    client_user_id: str | None
-    manager_user_id: str
+from onboarding.domain import GENERIC, Client, Deal
 
 
 class Identifier(fields.Field):
@@ -88,16 +75,15 @@ class DealWonSchema(_Lenient):
         self.context_default_manager = default_manager
 
 
-def to_deal_won(data: dict, default_manager: str | None) -> DealWon:
-    """A validated payload (DealWonSchema.load output) as a DealWon."""
+def to_deal(data: dict, default_manager: str | None) -> Deal:
+    """A validated payload (DealWonSchema.load output) as a Deal of the generic source."""
     manager = (data.get("account_manager") or {}).get("docspace_user_id")
     client = data["client"]
-    return DealWon(
+    return Deal(
+        source=GENERIC,
         deal_id=data["deal"]["id"],
-        deal_title=data["deal"]["title"],
-        client_id=client["id"],
-        client_name=client["name"].strip(),
-        client_email=client["email"].lower(),
-        client_user_id=str(client["docspace_user_id"]) if client["docspace_user_id"] else None,
+        title=data["deal"]["title"],
+        client=Client(id=client["id"], name=client["name"].strip(), email=client["email"].lower(),
+                      user_id=str(client["docspace_user_id"]) if client["docspace_user_id"] else None),
         manager_user_id=str(manager) if manager else default_manager,
     )

@@ -1,9 +1,10 @@
-"""Sources: how a request from one kind of sender is verified and mapped to a won deal.
+"""Sources: how a request from one kind of sender is verified and read into won deals.
 
-Each source answers three questions about a request, without touching the database:
-who sent it (verify), which delivery it is (its id, for dedupe), and what it says (a Verdict).
-The generic source is a Standard Webhooks signed POST with the payload of schemas.DealWonSchema; native CRM
-adapters (HubSpot, Pipedrive...) are further Source implementations registered beside it.
+Each source answers three questions about a request, without touching the database: who sent it (verify),
+which deliveries it holds (one for most senders, one per event of a HubSpot batch, each with its id for dedupe),
+and what each says (a Verdict). The sources themselves live with their CRM: onboarding/crm/generic.py (the
+Standard Webhooks signed "deal.won"), onboarding/crm/hubspot/, onboarding/crm/pipedrive/. HTTP stays at the
+edge: a verdict says what a delivery amounts to, and the webhook blueprint chooses the answer.
 """
 
 from __future__ import annotations
@@ -13,22 +14,41 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from marshmallow import ValidationError
-
-from onboarding import signatures
-from onboarding.schemas import DealWon, DealWonSchema, to_deal_won
+from onboarding.domain import Deal
 
 DEAL_WON = "deal.won"
+MAX_TEXT = 100
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A request as a source sees it: the raw body, never parsed before it is verified."""
+
+    method: str
+    query_string: bytes
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event of a request: the id it is deduplicated by, and its own body (what is recorded and replayed)."""
+
+    id: str
+    body: bytes
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """What a verified request amounts to: a won deal to onboard, an event to ignore, or a refusal."""
+    """What a verified delivery amounts to: a won deal to onboard, an event to ignore, one to judge later
+    (pending: the worker must ask the CRM first), or a refusal."""
 
-    outcome: str  # accepted | ignored | rejected
+    outcome: str  # accepted | ignored | pending | rejected
     event_type: str | None = None
-    deal: DealWon | None = None
-    http_status: int = 200
+    deal: Deal | None = None
+    # Why a delivery was rejected: "malformed" (not JSON, or text no database can store) or "invalid" (the
+    # payload is not what the source sends).
+    problem: str | None = None
     errors: dict | None = None
     deal_id: str | None = None
 
@@ -39,54 +59,42 @@ class Source(Protocol):
     name: str
     headers_to_keep: tuple[str, ...]
 
-    def verify(self, headers: Mapping[str, str], body: bytes) -> str:
-        """Return the delivery id of a genuine request, or raise signatures.SignatureError."""
+    def verify(self, inbound: Inbound) -> None:
+        """Return for a genuine request; raise signatures.SignatureError otherwise."""
+
+    def deliveries(self, inbound: Inbound) -> Delivery | list[Delivery]:
+        """What a verified request holds: one delivery, or a batch of them (answered as a batch)."""
 
     def judge(self, body: bytes) -> Verdict:
-        """Read a verified body into a Verdict."""
+        """Read one delivery's body into a Verdict."""
 
 
-class StandardWebhooksSource:
-    """The generic signed webhook: Standard Webhooks headers, the DealWonSchema payload."""
+def ignored(event_type: str | None, reason: str, deal_id: str | None = None) -> Verdict:
+    """A verdict for an event that is recorded but asks for nothing, with the reason in words."""
+    return Verdict("ignored", event_type=event_type, errors={"_ignored": [reason]}, deal_id=deal_id)
 
-    name = "generic"
-    headers_to_keep = ("webhook-id", "webhook-timestamp", "content-type", "user-agent")
 
-    def __init__(self, secrets: tuple[bytes, ...], tolerance_seconds: int, default_manager: str | None) -> None:
-        """A source accepting any of the given secrets (several at once while rotating)."""
-        self.secrets = secrets
-        self.tolerance_seconds = tolerance_seconds
-        self.default_manager = default_manager
-        self.schema = DealWonSchema(default_manager=default_manager)
+def read_json(body: bytes) -> tuple[object, Verdict | None]:
+    """The parsed body, or a rejecting verdict when it is not JSON a database can store."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)[:200]
+        return None, Verdict("rejected", problem="malformed",
+                             errors={"_body": [f"The body is not valid JSON: {reason}"]})
+    # Such text arrives as \u escapes or, since json decodes bytes with surrogatepass, as raw 0xED bytes.
+    if (b"\\u" in body or b"\xed" in body) and _unstorable_or_deep(document):
+        return None, Verdict("rejected", problem="malformed", errors={"_body": [
+            "The body holds text no database can store: a lone UTF-16 surrogate or a NUL character."]})
+    return document, None
 
-    def verify(self, headers: Mapping[str, str], body: bytes) -> str:
-        """Check the Standard Webhooks signature over the raw body."""
-        return signatures.verify(self.secrets, headers, body, tolerance_seconds=self.tolerance_seconds)
 
-    def judge(self, body: bytes) -> Verdict:
-        """Parse and validate the payload."""
-        try:
-            document = json.loads(body)
-        except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)[:200]
-            return Verdict("rejected", http_status=400, errors={"_body": [f"The body is not valid JSON: {reason}"]})
-        # Such text arrives as \u escapes or, since json decodes bytes with surrogatepass, as raw 0xED bytes.
-        if (b"\\u" in body or b"\xed" in body) and _unstorable_or_deep(document):
-            return Verdict("rejected", http_status=400, errors={"_body": [
-                "The body holds text no database can store: a lone UTF-16 surrogate or a NUL character."]})
-        if not isinstance(document, dict):
-            return Verdict("rejected", http_status=422, errors={"_schema": ["Expected a JSON object."]})
-        event_type = document.get("type")
-        if isinstance(event_type, str) and event_type != DEAL_WON:
-            return Verdict("ignored", event_type=event_type[:100])
-        deal_id = _deal_id(document)
-        try:
-            data = self.schema.load(document)
-        except ValidationError as error:
-            return Verdict("rejected", event_type=DEAL_WON if event_type == DEAL_WON else None, http_status=422,
-                           errors=error.normalized_messages(), deal_id=deal_id)
-        deal = to_deal_won(data, self.default_manager)
-        return Verdict("accepted", event_type=DEAL_WON, deal=deal, http_status=202, deal_id=deal.deal_id)
+def identifier(value: object) -> str | None:
+    """A CRM id (a string or an integer, never a bool) as a string of at most 100 characters, else None."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    text = str(value).strip()
+    return text if 0 < len(text) <= MAX_TEXT else None
 
 
 def _unstorable_or_deep(document) -> bool:
@@ -106,10 +114,3 @@ def _unstorable(value) -> bool:
     if isinstance(value, list):
         return any(_unstorable(item) for item in value)
     return False
-
-
-def _deal_id(document: dict) -> str | None:
-    """The deal id of a payload that may be invalid, for finding its event later."""
-    deal = document.get("deal")
-    value = deal.get("id") if isinstance(deal, dict) else None
-    return str(value)[:100] if isinstance(value, (str, int)) and not isinstance(value, bool) else None

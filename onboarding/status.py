@@ -40,7 +40,7 @@ def show(token: str):
         return jsonify(error="This status link has expired."), 410
     except BadSignature:
         return jsonify(error="This status link is not valid."), 404
-    summary = onboarding_summary(services.db, onboarding_id, services.plan, detailed=False)
+    summary = onboarding_summary(services.db, onboarding_id, services.step_names, detailed=False)
     if summary is None:
         return jsonify(error="No such onboarding."), 404
     return jsonify(summary)

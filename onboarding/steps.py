@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from onboarding.crm import WriteBack
 from onboarding.docspace import DocSpace
+from onboarding.domain import CLIENT_STEP, MANAGER_STEP, OWNER_STEP, Client, Room
 from onboarding.errors import PermanentError
 from onboarding.plan import Plan, Template
 from onboarding.queue import Work
+
+if TYPE_CHECKING:
+    from onboarding.crm import Crm, WriteBack
 
 ARCHIVED_ROOT = 20
 
@@ -28,8 +31,9 @@ class RunContext:
     work: Work
     plan: Plan
     docspace: DocSpace
-    crm: WriteBack
-    status_url: str
+    write_back: WriteBack
+    # The DocSpace user who manages rooms whose deal owner cannot (ACCOUNT_MANAGER_ID), if any.
+    default_manager: str | None = None
     # Saves "this step is about to create something" under the run's claim; raises if the claim was lost
     # (set by the Run that executes the steps).
     record_attempt: Callable[[str], None] | None = None
@@ -40,6 +44,21 @@ class RunContext:
     def first_try(self, name: str) -> bool:
         """Whether no earlier run ever started this step (so nothing of it can exist yet)."""
         return self.work.step_attempts.get(name, 0) == 0
+
+    def client(self) -> Client:
+        """The client: as the CRM's enrichment found them, else as the payload named them."""
+        found = self.results.get(CLIENT_STEP)
+        if found is not None:
+            return Client(found["id"], found["name"], found["email"])
+        return self.work.deal.client
+
+    def deal_title(self) -> str | None:
+        """The deal's title: as the CRM's enrichment found it, else as the payload named it."""
+        return (self.results.get(CLIENT_STEP) or {}).get("deal_title") or self.work.deal.title
+
+    def manager_user_id(self) -> str:
+        """The room manager's DocSpace user id: the one the manager step chose, else the payload's."""
+        return (self.results.get(MANAGER_STEP) or {}).get("user_id") or self.work.deal.manager_user_id
 
 
 @dataclass(frozen=True)
@@ -52,26 +71,29 @@ class Step:
 
     @property
     def kind(self) -> str:
-        """room, folder, copy, access, link or callback."""
+        """room, folder, copy, access, link, callback, write-back, manager, or the CRM's own (hubspot...)."""
         return self.name.split(":", 1)[0]
 
 
-def deal_tag(deal_id: str) -> str:
-    """The tag that marks a deal's room, so it can be found again."""
-    return f"deal-{deal_id}"
+def plan_steps(plan: Plan, crm: Crm) -> list[Step]:
+    """The steps of the plan for a deal from this CRM, in an order where every step comes after its needs.
 
-
-def plan_steps(plan: Plan) -> list[Step]:
-    """The steps of the plan, in an order where every step comes after its needs."""
-    steps = [Step("room", (), create_room), Step("client", (), find_client)]
+    A CRM that sends only ids first runs its enrichment steps; the room (whose title names the client), the
+    client's lookup and the choice of room manager wait for them.
+    """
+    steps = list(crm.enrichment)
+    found = (CLIENT_STEP,) if steps else ()
+    steps += [Step("room", found, create_room), Step("client", found, find_client)]
+    if found:
+        steps.append(Step(MANAGER_STEP, (OWNER_STEP,), choose_manager))
     steps += [Step(f"folder:{folder.title}", ("room",), folder_step(folder.title)) for folder in plan.folders]
     for template in plan.templates:
         parent = f"folder:{template.folder}" if template.folder else "room"
         steps.append(Step(copy_name(template), (parent,), copy_step(template, parent)))
-    steps.append(Step("access", ("room", "client"), grant_access))
+    steps.append(Step("access", ("room", "client", *((MANAGER_STEP,) if found else ())), grant_access))
     if plan.link_kind != "none":
         steps.append(Step("link", ("room",), share_link))
-    steps.append(Step("callback", tuple(step.name for step in steps), call_back))
+    steps.append(Step(crm.write_back.step, tuple(step.name for step in steps), tell_the_crm))
     return steps
 
 
@@ -86,18 +108,17 @@ def create_room(ctx: RunContext) -> dict:
     The search is skipped only when no run ever began this step: the attempt is recorded (under the claim)
     before the room is created, so a create whose answer was lost always leaves a trace that forces the search.
     """
-    work, plan = ctx.work, ctx.plan
-    tag = deal_tag(work.deal_id)
+    deal, plan = ctx.work.deal, ctx.plan
+    tag = deal.tag
     rooms = [] if ctx.first_try("room") else sorted(ctx.docspace.rooms_tagged(tag), key=lambda room: room["id"])
     if rooms:
         room = rooms[0]
         if room.get("rootFolderType") == ARCHIVED_ROOT:
-            raise PermanentError(f"the room of deal {work.deal_id} ({room['id']}, \"{room.get('title')}\") is "
+            raise PermanentError(f"the room of deal {deal.deal_id} ({room['id']}, \"{room.get('title')}\") is "
                                  "archived; restore it in DocSpace, or delete it to have a new one made",
                                  "GET files/rooms")
     else:
-        title = plan.render_room_title(work.deal_id, work.deal_title, work.client_id, work.client_name,
-                                       work.client_email)
+        title = plan.render_room_title(deal.deal_id, ctx.deal_title(), ctx.client())
         ctx.record_attempt("room")
         room = ctx.docspace.create_room(title, plan.room_type, [*plan.room_tags, tag])
         ctx.fresh.add("room")
@@ -141,40 +162,75 @@ def copy_step(template: Template, parent: str) -> Callable[[RunContext], dict]:
 
 def find_client(ctx: RunContext) -> dict:
     """The client's DocSpace user id: from the payload, else by e-mail address; None if they have no account."""
-    user_id = ctx.work.client_user_id
+    client = ctx.client()
+    user_id = client.user_id
     if user_id is None:
-        user = ctx.docspace.user_by_email(ctx.work.client_email)
+        user = ctx.docspace.user_by_email(client.email)
         user_id = user["id"] if user else None
     return {"user_id": user_id}
 
 
+def may_manage_rooms(user: dict) -> bool:
+    """Whether a DocSpace user can be a room manager: the owner, a DocSpace admin or a room admin."""
+    return bool(user.get("isOwner") or user.get("isAdmin") or user.get("isRoomAdmin"))
+
+
+def choose_manager(ctx: RunContext) -> dict:
+    """The room manager of a CRM deal: its owner's DocSpace account if it may manage rooms, else the default one.
+
+    The result says why, in words an operator reads on the onboarding's page.
+    """
+    owner = ctx.results[OWNER_STEP]
+    email = owner.get("email")
+    user = ctx.docspace.user_by_email(email) if email else None
+    if user is not None and may_manage_rooms(user):
+        return {"user_id": user["id"], "email": email, "why": f"the deal owner ({email}) manages rooms in DocSpace"}
+    if email is None:
+        reason = "the deal has no owner with an e-mail address in the CRM"
+    elif user is None:
+        reason = f"the deal owner ({email}) has no DocSpace account"
+    else:
+        reason = (f"the deal owner ({email}) is a DocSpace {_account_type(user)}, who cannot manage rooms (only "
+                  "the owner, DocSpace admins and room admins can)")
+    if ctx.default_manager is None:
+        raise PermanentError(f"{reason}, and no ACCOUNT_MANAGER_ID is set to fall back on: make the owner a room "
+                             "admin in DocSpace or set ACCOUNT_MANAGER_ID, then retry", "GET people/email")
+    return {"user_id": ctx.default_manager, "email": None, "why": f"ACCOUNT_MANAGER_ID, because {reason}"}
+
+
+def _account_type(user: dict) -> str:
+    """A DocSpace user's account type in words."""
+    return "guest" if user.get("isVisitor") else "user"
+
+
 def grant_access(ctx: RunContext) -> dict:
     """Invite the account manager and the client with the plan's roles, then confirm both are members."""
-    work, plan = ctx.work, ctx.plan
+    plan, client = ctx.plan, ctx.client()
+    manager_user_id = ctx.manager_user_id()
     room_id = ctx.results["room"]["room_id"]
     client_user_id = ctx.results["client"]["user_id"]
-    client = {"id": client_user_id} if client_user_id else {"email": work.client_email}
-    invitations = [{"id": work.manager_user_id, "access": plan.manager_access},
-                   {**client, "access": plan.client_access}]
+    invitee = {"id": client_user_id} if client_user_id else {"email": client.email}
+    invitations = [{"id": manager_user_id, "access": plan.manager_access},
+                   {**invitee, "access": plan.client_access}]
     ctx.docspace.share_room(room_id, invitations, plan.notify, plan.message)
 
     # The reply lists only people invited by id, and ids DocSpace will not let us see are dropped without an
     # error: only the member list tells whether both are in.
     members = ctx.docspace.room_members(room_id)
-    manager = _member(members, user_id=work.manager_user_id)
-    client_member = _member(members, user_id=client_user_id, email=work.client_email)
+    manager = _member(members, user_id=manager_user_id)
+    client_member = _member(members, user_id=client_user_id, email=client.email)
     missing = []
     if manager is None or manager.get("access") != plan.manager_access:
-        missing.append(_absent("the account manager", work.manager_user_id, plan.manager_access, manager))
+        missing.append(_absent("the account manager", manager_user_id, plan.manager_access, manager))
     if client_member is None or client_member.get("access") != plan.client_access:
-        missing.append(_absent("the client", client_user_id or work.client_email, plan.client_access,
+        missing.append(_absent("the client", client_user_id or client.email, plan.client_access,
                                client_member))
     if missing:
         raise PermanentError(f"room {room_id}: " + "; ".join(missing) + ". DocSpace drops people the API key's "
                              "user may not see, and gives guests and users no room-manager role: check the ids "
                              "and account types", "GET files/rooms/{id}/share")
     client_user = client_member.get("sharedTo") or {}
-    return {"manager_user_id": work.manager_user_id, "client_user_id": client_user.get("id"),
+    return {"manager_user_id": manager_user_id, "client_user_id": client_user.get("id"),
             "client_invited_by": "id" if client_user_id else "email"}
 
 
@@ -192,22 +248,17 @@ def share_link(ctx: RunContext) -> dict:
     return {"url": shared["shareLink"], "link_id": shared.get("id"), "access": link.get("access")}
 
 
-def call_back(ctx: RunContext) -> dict:
-    """Tell the CRM the room is ready: its id, title and link."""
-    work, results = ctx.work, ctx.results
+def tell_the_crm(ctx: RunContext) -> dict:
+    """Tell the CRM the room is ready, through the onboarding's write-back (a callback, or the deal itself)."""
+    results, write_back = ctx.results, ctx.write_back
     room = results["room"]
-    payload = {
-        "onboarding_id": work.onboarding_id,
-        "deal_id": work.deal_id,
-        "client_id": work.client_id,
-        "room": {"id": room["room_id"], "title": room["title"], "url": results.get("link", {}).get("url")},
-        "folders": {name.split(":", 1)[1]: result["folder_id"] for name, result in results.items()
-                    if name.startswith("folder:")},
-        "status_url": ctx.status_url,
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    status = ctx.crm.deliver("onboarding.completed", f"onb_{work.onboarding_id}_completed", payload)
-    return {"http_status": status, "delivered_at": payload["timestamp"]}
+    ready = Room(id=room["room_id"], title=room["title"], url=results.get("link", {}).get("url"),
+                 folders={name.split(":", 1)[1]: result["folder_id"] for name, result in results.items()
+                          if name.startswith("folder:")})
+    first_try = ctx.first_try(write_back.step)
+    if write_back.looks_before_creating:
+        ctx.record_attempt(write_back.step)  # what it creates is looked for on the next attempt
+    return write_back.room_ready(ctx.work, ready, first_try=first_try)
 
 
 def _parent_is_new(ctx: RunContext, parent: str, name: str) -> bool:

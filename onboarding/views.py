@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -9,8 +10,6 @@ from sqlalchemy import select
 
 from onboarding.db import Database
 from onboarding.models import Event, Onboarding, StepResult
-from onboarding.plan import Plan
-from onboarding.steps import plan_steps
 
 MAX_PAGE = 500
 
@@ -58,8 +57,10 @@ def list_onboardings(db: Database, where: OnboardingFilter, limit: int = 50, off
     return {"onboardings": items, "next_offset": offset + limit if len(rows) > limit else None}
 
 
-def onboarding_summary(db: Database, onboarding_id: str, plan: Plan, detailed: bool = True) -> dict | None:
-    """One onboarding with every step of the plan (done, failed or pending); detailed adds results and events."""
+def onboarding_summary(db: Database, onboarding_id: str, step_names: Callable[[str], list[str]],
+                       detailed: bool = True) -> dict | None:
+    """One onboarding with every step of its plan (done, failed or pending); detailed adds results and events.
+    step_names gives the planned steps of an onboarding from a source."""
     with db.reading() as session:
         onboarding = session.get(Onboarding, onboarding_id)
         if onboarding is None:
@@ -67,7 +68,9 @@ def onboarding_summary(db: Database, onboarding_id: str, plan: Plan, detailed: b
         saved = {step.name: step for step in session.scalars(
             select(StepResult).where(StepResult.onboarding_id == onboarding_id))}
         summary = _brief(onboarding, {name: step.result for name, step in saved.items() if step.status == "done"})
-        summary["steps"] = [_step(name, saved.get(name), detailed) for name in _step_names(plan, saved)]
+        planned = step_names(onboarding.source)
+        names = planned + [name for name in saved if name not in planned]  # steps the plan no longer has
+        summary["steps"] = [_step(name, saved.get(name), detailed) for name in names]
         if detailed:
             summary.update(manager_user_id=onboarding.manager_user_id, client_user_id=onboarding.client_user_id,
                            claimed_by=onboarding.claimed_by,
@@ -110,7 +113,9 @@ def _brief(onboarding: Onboarding, results: dict[str, dict]) -> dict:
         "onboarding_id": onboarding.id,
         "status": onboarding.status,
         "source": onboarding.source,
+        "account_id": onboarding.account_id or None,
         "deal": {"id": onboarding.deal_id, "title": onboarding.deal_title},
+        # A CRM deal's client is known once its enrichment has run (the row is filled in then).
         "client": {"id": onboarding.client_id, "name": onboarding.client_name, "email": onboarding.client_email},
         "room": {"id": room.get("room_id"), "title": room.get("title"), "url": link.get("url")} if room else None,
         "attempts": onboarding.attempts,
@@ -131,12 +136,6 @@ def _step(name: str, saved: StepResult | None, detailed: bool) -> dict:
     if detailed:
         step["result"] = saved.result
     return step
-
-
-def _step_names(plan: Plan, saved: dict) -> list[str]:
-    """The plan's steps in order, then any saved step the current plan no longer has."""
-    names = [step.name for step in plan_steps(plan)]
-    return names + [name for name in saved if name not in names]
 
 
 def _room_results(session, onboarding_ids: list[str]) -> dict[str, dict]:

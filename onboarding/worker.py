@@ -16,42 +16,28 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from onboarding import doorbell, logs, queue
-from onboarding.config import Settings
-from onboarding.crm import SignedCallback
-from onboarding.db import Database
-from onboarding.docspace import DocSpace
-from onboarding.limiter import Limiter
+from onboarding.bootstrap import STEP_THREADS_PER_ONBOARDING, Services
 from onboarding.models import utcnow
-from onboarding.plan import Plan
+from onboarding.pending import PendingEvents
 from onboarding.runner import RetryPolicy, Run
-from onboarding.status import StatusLinks
-from onboarding.steps import RunContext, plan_steps
+from onboarding.steps import RunContext
 
 log = logging.getLogger("onboarding.worker")
 
-# Parallel steps one onboarding can have in flight (folders, access and link after the room, then copies).
-STEP_THREADS_PER_ONBOARDING = 6
 BACKOFF_ON_DATABASE_ERROR = 5.0
 
 
 class Worker:
     """Claims and runs onboardings until told to stop."""
 
-    def __init__(self, settings: Settings, plan: Plan, db: Database, name: str | None = None) -> None:
-        """A worker with its own DocSpace client, limiter and thread pools."""
+    def __init__(self, services: Services, name: str | None = None) -> None:
+        """A worker using the services' clients, with its own thread pools."""
+        settings = services.settings
+        self.services = services
         self.settings = settings
-        self.db = db
-        self.plan = plan
+        self.db = services.db
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
-        self.limiter = Limiter(settings.docspace_max_concurrent_writes, settings.docspace_rate_per_minute)
-        self.docspace = DocSpace(settings.docspace_url, settings.docspace_api_key,
-                                 connect_timeout=settings.docspace_connect_timeout,
-                                 read_timeout=settings.docspace_read_timeout, limiter=self.limiter,
-                                 pool_size=settings.worker_concurrency * STEP_THREADS_PER_ONBOARDING)
-        self.crm = SignedCallback(settings.crm_callback_url, settings.crm_callback_secret, settings.crm_timeout)
-        self.status_links = StatusLinks(settings.secret_key, settings.public_base_url,
-                                        settings.status_link_max_age_seconds)
-        self.steps = plan_steps(plan)
+        self.pending = PendingEvents(services)
         self.policy = RetryPolicy(settings.retry_base_seconds, settings.retry_max_seconds, settings.max_attempts,
                                   settings.max_age_seconds)
         self.stopping = threading.Event()
@@ -72,6 +58,7 @@ class Worker:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
         threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
+        threading.Thread(target=self.pending.run, args=(self.stopping,), name="pending", daemon=True).start()
         threading.Thread(target=doorbell.listen, args=(self.db, self._wake.set, self.stopping), name="doorbell",
                          daemon=True).start()
         concurrency = self.settings.worker_concurrency
@@ -85,7 +72,7 @@ class Worker:
                     future = runs.submit(self._run, claim)
                     future.add_done_callback(lambda _: self._wake.set())
                     futures.add(future)
-                if once and not futures and not claims:
+                if once and not futures and not claims and not self.pending.waiting():
                     break
                 if not claims or len(futures) >= concurrency:
                     self._wake.wait(self.settings.worker_poll_seconds)
@@ -112,13 +99,18 @@ class Worker:
         with logs.bound(onboarding_id=claim.onboarding_id):
             try:
                 work = queue.load_work(self.db, claim.onboarding_id)
-                ctx = RunContext(work, self.plan, self.docspace, self.crm,
-                                 self.status_links.url(claim.onboarding_id))
-                run = Run(self.db, claim, self.steps, ctx, self._step_pool, self.policy,
+                source = work.deal.source
+                crm = self.services.crms.get(source)
+                if crm is None:
+                    # Its CRM was switched off since: leave the onboarding for a worker that has it.
+                    raise RuntimeError(f"the {source} CRM is not configured in this worker")
+                ctx = RunContext(work, self.services.plan, self.services.docspace, crm.write_back,
+                                 self.settings.account_manager_id)
+                run = Run(self.db, claim, self.services.steps(source), ctx, self._step_pool, self.policy,
                           self.settings.lease_seconds, self.stopping, self.settings.notify_failures)
                 with self._runs_lock:
                     self._runs[claim.onboarding_id] = run
-                with logs.bound(deal_id=work.deal_id):
+                with logs.bound(deal_id=work.deal.deal_id):
                     outcome = run.execute()
                     log.info("run ended: %s", outcome, extra={"outcome": outcome, "count": claim.attempts})
                     return outcome

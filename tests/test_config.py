@@ -57,3 +57,22 @@ def test_a_bad_plan_stops_start_up_naming_the_key(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert '[link] kind = "external" is not possible in a collaboration room' in lines[0]
+
+
+def test_a_source_is_on_when_its_credentials_are_set_and_needs_the_rest():
+    hubspot_only = env(WEBHOOK_SECRETS="", CRM_CALLBACK_URL="", CRM_CALLBACK_SECRET="",
+                       HUBSPOT_CLIENT_SECRET="hubspot-client-secret", HUBSPOT_ACCESS_TOKEN="pat-na1-x")
+    settings = load_settings(hubspot_only)
+    assert settings.webhook_secrets == () and settings.crm_callback_url is None
+    assert settings.hubspot_api_url == "https://api.hubapi.com"
+    with pytest.raises(ConfigError, match=r"^HUBSPOT_ACCESS_TOKEN is not set \(needed because HUBSPOT_CLIENT_SECRET"):
+        load_settings({**hubspot_only, "HUBSPOT_ACCESS_TOKEN": ""})
+    with pytest.raises(ConfigError, match=r"^CRM_CALLBACK_URL is not set \(needed because WEBHOOK_SECRETS"):
+        load_settings(env(CRM_CALLBACK_URL=""))
+    with pytest.raises(ConfigError, match=r"^PIPEDRIVE_API_URL is not set"):
+        load_settings(env(PIPEDRIVE_WEBHOOK_USER="u", PIPEDRIVE_WEBHOOK_PASSWORD="p", PIPEDRIVE_API_TOKEN="t"))
+
+
+def test_without_any_source_start_up_says_which_settings_switch_one_on():
+    with pytest.raises(ConfigError, match=r"^no source is on: set WEBHOOK_SECRETS"):
+        load_settings(env(WEBHOOK_SECRETS=""))

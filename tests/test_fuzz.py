@@ -26,6 +26,7 @@ from hypothesis import event as tally
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from onboarding.domain import Client
 from onboarding.models import Event, Onboarding, StepResult
 from onboarding.plan import (
     EXTERNAL_LINK_ROLES,
@@ -42,7 +43,7 @@ from onboarding.plan import (
 )
 from onboarding.signatures import parse_secret
 from onboarding.steps import plan_steps
-from tests.conftest import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET, deal_payload, signed
+from tests.conftest import GENERIC_CRM, OLD_WEBHOOK_SECRET, WEBHOOK_SECRET, deal_payload, signed
 
 URL = "/webhooks/deal-won"
 TOLERANCE = 300  # SIGNATURE_TOLERANCE_SECONDS default
@@ -632,14 +633,15 @@ def check_plan(plan: Plan, arguments) -> None:
     assert all(isinstance(tag, str) and tag and tag == tag.strip() for tag in plan.room_tags)
     assert all(template.folder is None or template.folder in {f.title for f in plan.folders}
                for template in plan.templates)
-    steps = plan_steps(plan)
+    steps = plan_steps(plan, GENERIC_CRM)
     names = [step.name for step in steps]
     assert len(names) == len(set(names)), names
     for position, step in enumerate(steps):
         assert set(step.needs) <= set(names[:position]), step
     assert names[0] == "room" and names[-1] == "callback"
     assert ("link" in names) == (plan.link_kind == "external")
-    title = plan.render_room_title(*arguments)
+    deal_id, deal_title, *client = arguments
+    title = plan.render_room_title(deal_id, deal_title, Client(*client))
     assert isinstance(title, str) and len(title) <= MAX_ROOM_TITLE
 
 

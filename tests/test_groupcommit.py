@@ -10,11 +10,11 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import func, select, text
 
+from onboarding.crm.generic import StandardWebhooksSource
 from onboarding.db import Database
 from onboarding.groupcommit import group_commit
 from onboarding.intake import record_delivery
 from onboarding.models import Event, Onboarding
-from onboarding.sources import StandardWebhooksSource
 from tests.conftest import deal_payload, signed
 from tests.processes import wait_until
 
@@ -59,7 +59,6 @@ def test_concurrent_new_deals_are_all_recorded_with_their_values(database_url):
     receipts = deliver_at_once(db, [(f"msg-{n}", deal_payload(f"D-{n}")) for n in range(24)], headers)
 
     assert [receipt.outcome for receipt in receipts] == ["created"] * 24
-    assert {receipt.http_status for receipt in receipts} == {202}
     with db.reading() as session:
         for number, receipt in enumerate(receipts):
             onboarding = session.get(Onboarding, receipt.onboarding_id)

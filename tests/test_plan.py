@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from onboarding.config import DEFAULT_PLAN
+from onboarding.domain import Client
 from onboarding.plan import PlanError, load_plan, parse_plan
 from onboarding.steps import plan_steps
+from tests.conftest import GENERIC_CRM
 
 
 def test_the_shipped_plan_is_a_custom_room_with_viewer_client_and_external_link():
@@ -15,11 +17,12 @@ def test_the_shipped_plan_is_a_custom_room_with_viewer_client_and_external_link(
         5, 9, 2, "external", 2)
     assert [folder.title for folder in plan.folders] == ["Invoices", "Contracts", "Deliverables"]
     assert {template.folder for template in plan.templates} == {"Deliverables"}
-    assert plan.render_room_title("D-1", None, "C-1", "Acme Corporation", "a@b.c") == "Client - Acme Corporation"
+    title = plan.render_room_title("D-1", None, Client("C-1", "Acme Corporation", "a@b.c"))
+    assert title == "Client - Acme Corporation"
 
 
 def test_steps_follow_the_plan_and_copies_wait_only_for_their_folder():
-    steps = {step.name: step.needs for step in plan_steps(load_plan(DEFAULT_PLAN))}
+    steps = {step.name: step.needs for step in plan_steps(load_plan(DEFAULT_PLAN), GENERIC_CRM)}
     assert steps["room"] == ()
     assert steps["folder:Invoices"] == ("room",)
     assert steps["copy:Deliverables/Welcome to your client room.pdf"] == ("folder:Deliverables",)
@@ -30,7 +33,7 @@ def test_steps_follow_the_plan_and_copies_wait_only_for_their_folder():
 
 def test_a_long_client_name_is_cut_to_the_room_title_limit():
     plan = parse_plan({"room": {"title": "{client.name} / {deal.id}"}})
-    assert len(plan.render_room_title("D-1", None, "C", "x" * 500, "e@x.y")) == 170
+    assert len(plan.render_room_title("D-1", None, Client("C", "x" * 500, "e@x.y"))) == 170
 
 
 @pytest.mark.parametrize(("document", "names"), [
@@ -58,7 +61,7 @@ def test_refused_plans_name_the_key_and_the_fix(document, names):
 def test_a_collaboration_room_without_link_is_fine():
     plan = parse_plan({"room": {"type": "collaboration"}, "link": {"kind": "none"}})
     assert plan.room_type == 2
-    assert "link" not in {step.name for step in plan_steps(plan)}
+    assert "link" not in {step.name for step in plan_steps(plan, GENERIC_CRM)}
 
 
 def test_unreadable_files_name_the_file(tmp_path):

@@ -6,10 +6,10 @@ import threading
 import time
 
 from onboarding import queue
+from onboarding.crm.generic import StandardWebhooksSource
 from onboarding.db import Database
 from onboarding.intake import record_delivery
 from onboarding.models import Onboarding, StepResult
-from onboarding.sources import StandardWebhooksSource
 from tests.conftest import deal_payload, signed
 
 SOURCE = StandardWebhooksSource((b"k" * 32,), 300, None)
