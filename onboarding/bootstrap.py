@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from onboarding.config import ConfigError, Settings
-from onboarding.crm import Crm
+from onboarding.crm import Crm, hubspot, pipedrive
 from onboarding.crm.generic import SignedCallback, StandardWebhooksSource
 from onboarding.db import Database
 from onboarding.docspace import DocSpace
@@ -79,4 +79,8 @@ def build_crms(settings: Settings, status_links: StatusLinks) -> dict[str, Crm]:
                                                           settings.account_manager_id),
                         SignedCallback(settings.crm_callback_url, settings.crm_callback_secret,
                                        settings.crm_timeout, status_links)))
+    if settings.hubspot_client_secret:
+        crms.append(hubspot.build(settings))
+    if settings.pipedrive_webhook_user:
+        crms.append(pipedrive.build(settings))
     return {crm.name: crm for crm in crms}

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import secrets
 import shlex
 import sys
+import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -14,10 +18,18 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from onboarding import operations
+from onboarding.crm import hubspot, pipedrive
+from onboarding.crm.hubspot.source import PATH as HUBSPOT_PATH
+from onboarding.crm.hubspot.source import v3_signature, v3_uri
+from onboarding.crm.hubspot.steps import setup as hubspot_setup
+from onboarding.crm.pipedrive.steps import setup as pipedrive_setup
+from onboarding.errors import ServiceError
 from onboarding.signatures import signed_headers
 from onboarding.views import OnboardingFilter, list_events, list_onboardings, onboarding_summary
 
 db_cli = AppGroup("db", help="Create or upgrade the database schema.")
+hubspot_cli = AppGroup("hubspot", help="HubSpot: prepare the account for the write-back.")
+pipedrive_cli = AppGroup("pipedrive", help="Pipedrive: prepare the company for the write-back.")
 
 STATUS = click.Choice(["queued", "running", "completed", "failed"])
 
@@ -155,21 +167,53 @@ def events_command(outcome, deal_id, limit) -> None:
     _print_json(list_events(_services().db, outcome=outcome, deal_id=deal_id, limit=limit))
 
 
+@hubspot_cli.command("setup")
+def hubspot_setup_command() -> None:
+    """Create the deal properties docspace_room_id and docspace_room_url (group "DocSpace") unless they exist."""
+    settings = _services().settings
+    if not settings.hubspot_access_token:
+        raise click.ClickException("HubSpot is not configured: set HUBSPOT_CLIENT_SECRET and HUBSPOT_ACCESS_TOKEN")
+    _run_setup(lambda: hubspot_setup(hubspot.api(settings)))
+
+
+@pipedrive_cli.command("setup")
+def pipedrive_setup_command() -> None:
+    """Create the deal fields "DocSpace room ID" and "DocSpace room link" (text) unless they exist."""
+    settings = _services().settings
+    if not settings.pipedrive_api_token:
+        raise click.ClickException("Pipedrive is not configured: set PIPEDRIVE_WEBHOOK_USER, "
+                                   "PIPEDRIVE_WEBHOOK_PASSWORD, PIPEDRIVE_API_TOKEN and PIPEDRIVE_API_URL")
+    _run_setup(lambda: pipedrive_setup(pipedrive.api(settings)))
+
+
+def _run_setup(setup) -> None:
+    """Run a setup and print what it did, or fail with the CRM's own words."""
+    try:
+        for line in setup():
+            click.echo(line)
+    except ServiceError as error:
+        raise click.ClickException(error.message) from None
+
+
 @click.command("sample-request")
-@click.option("--url", help="Where to send it (default: PUBLIC_BASE_URL/webhooks/deal-won).")
+@click.option("--url", help="Where to send it (default: PUBLIC_BASE_URL/webhooks/<source's path>).")
 @click.option("--deal", "deal_id", default=None, help="The deal id (default: a random one).")
-def sample_request_command(url, deal_id) -> None:
+@click.option("--source", type=click.Choice(["generic", "hubspot", "pipedrive"]), default="generic",
+              show_default=True, help="Which sender to imitate.")
+@click.option("--account", default=None, help="HubSpot portalId or Pipedrive company_id (default: the sandbox's).")
+def sample_request_command(url, deal_id, source, account) -> None:
     """Print a ready-to-paste curl command with a correctly signed sample "deal won" (valid for 5 minutes)."""
     services = _services()
-    deal_id = deal_id or f"D-{secrets.randbelow(90000) + 10000}"
-    body = json.dumps({
-        "type": "deal.won",
-        "deal": {"id": deal_id, "title": "Acme annual plan"},
-        "client": {"id": "C-10045", "name": "Acme Corporation", "email": "contact@acme.example.com"},
-        "account_manager": {"docspace_user_id": services.settings.account_manager_id},
-    }).encode()
-    headers = signed_headers(services.settings.webhook_secrets[0], f"msg_{secrets.token_hex(8)}", body)
-    target = url or f"{services.settings.public_base_url}/webhooks/deal-won"
+    settings = services.settings
+    if source not in services.crms:
+        raise click.ClickException(f"the {source} source is not on: set its settings first (README.md)")
+    if source == "hubspot":
+        body, headers, path = _hubspot_sample(settings, deal_id or "30000000001", account or "62515", url)
+    elif source == "pipedrive":
+        body, headers, path = _pipedrive_sample(settings, deal_id or "1001", account or "7788001")
+    else:
+        body, headers, path = _generic_sample(settings, deal_id)
+    target = url or f"{settings.public_base_url}{path}"
     parts = ["curl", "-sS", "-X", "POST", target, "-H", "Content-Type: application/json"]
     for name, value in headers.items():
         parts += ["-H", f"{name}: {value}"]
@@ -177,9 +221,47 @@ def sample_request_command(url, deal_id) -> None:
     click.echo(" ".join(shlex.quote(part) for part in parts))
 
 
+def _generic_sample(settings, deal_id: str | None) -> tuple[bytes, dict, str]:
+    """A generic "deal.won", Standard Webhooks signed."""
+    body = json.dumps({
+        "type": "deal.won",
+        "deal": {"id": deal_id or f"D-{secrets.randbelow(90000) + 10000}", "title": "Acme annual plan"},
+        "client": {"id": "C-10045", "name": "Acme Corporation", "email": "contact@acme.example.com"},
+        "account_manager": {"docspace_user_id": settings.account_manager_id},
+    }).encode()
+    return body, signed_headers(settings.webhook_secrets[0], f"msg_{secrets.token_hex(8)}", body), "/webhooks/deal-won"
+
+
+def _hubspot_sample(settings, deal_id: str, portal: str, url: str | None) -> tuple[bytes, dict, str]:
+    """A HubSpot batch holding one deal moved to closedwon, signed with signature v3 for the URL it goes to."""
+    now_ms = int(time.time() * 1000)
+    body = json.dumps([{"eventId": secrets.randbelow(10**9), "subscriptionId": 1001, "portalId": int(portal),
+                        "appId": 2002, "occurredAt": now_ms, "subscriptionType": "deal.propertyChange",
+                        "attemptNumber": 0, "objectId": int(deal_id), "propertyName": "dealstage",
+                        "propertyValue": "closedwon", "changeSource": "CRM_UI"}]).encode()
+    timestamp = str(now_ms)
+    base, _, query = (url or settings.public_base_url + HUBSPOT_PATH).partition("?")
+    signature = v3_signature(settings.hubspot_client_secret, "POST", v3_uri(base, query.encode()), body, timestamp)
+    return body, {"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": timestamp}, HUBSPOT_PATH
+
+
+def _pipedrive_sample(settings, deal_id: str, company: str) -> tuple[bytes, dict, str]:
+    """A Pipedrive webhook v2 of a deal changed to won, with the webhook's Basic credentials."""
+    body = json.dumps({
+        "meta": {"action": "change", "entity": "deal", "entity_id": deal_id, "id": str(uuid.uuid4()),
+                 "company_id": company, "version": "2.0", "attempt": 1,
+                 "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")},
+        "data": {"id": int(deal_id), "status": "won"},
+        "previous": {"status": "open"}}).encode()
+    credentials = f"{settings.pipedrive_webhook_user}:{settings.pipedrive_webhook_password}".encode()
+    return body, {"Authorization": "Basic " + base64.b64encode(credentials).decode()}, "/webhooks/pipedrive"
+
+
 def init_app(app) -> None:
     """Register the commands on the app's CLI."""
     app.cli.add_command(db_cli)
+    app.cli.add_command(hubspot_cli)
+    app.cli.add_command(pipedrive_cli)
     for command in (worker_command, replay_command, replay_event_command, onboardings_command, show_command,
                     retry_command, events_command, sample_request_command):
         app.cli.add_command(command)

@@ -20,6 +20,9 @@ from onboarding.metrics import observe_call
 
 # A 429 that says nothing about when to come back: wait this long.
 DEFAULT_PAUSE_SECONDS = 1.0
+# The longest a 429 holds every thread of a process: a longer wait (HubSpot's daily limit) is spent by the
+# onboardings themselves, queued again for after it, not by threads blocked here.
+MAX_PAUSE_SECONDS = 60.0
 
 
 def header_wait(answer: requests.Response) -> float | None:
@@ -70,7 +73,7 @@ class OutsideApi:
             if answer.status_code == 429:
                 wait = self.rate_limit_wait(answer)
                 if self.limiter is not None:
-                    self.limiter.pause(wait or DEFAULT_PAUSE_SECONDS)
+                    self.limiter.pause(min(wait or DEFAULT_PAUSE_SECONDS, MAX_PAUSE_SECONDS))
                 raise TransientError(f"{self.service} rate limit reached (429): {self.describe(answer)}", endpoint,
                                      429, wait)
             if answer.status_code >= 500 or answer.status_code == 408:

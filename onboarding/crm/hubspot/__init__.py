@@ -1,0 +1,27 @@
+"""HubSpot: app webhooks in (source.py), its API (api.py), enrichment and the write-back onto the deal (steps.py).
+
+On when HUBSPOT_CLIENT_SECRET is set (with HUBSPOT_ACCESS_TOKEN). Facts: ../shared/reference/crm-apis.md and
+webhook-signatures.md, section 4.
+"""
+
+from __future__ import annotations
+
+from onboarding.config import Settings
+from onboarding.crm import Crm
+from onboarding.crm.hubspot.api import HubSpotApi
+from onboarding.crm.hubspot.source import NAME, HubSpotSource
+from onboarding.crm.hubspot.steps import DealWriteBack, enrichment
+
+
+def api(settings: Settings) -> HubSpotApi:
+    """A client of the configured HubSpot account."""
+    return HubSpotApi(settings.hubspot_api_url, settings.hubspot_access_token, timeout=settings.crm_timeout,
+                      rate_per_10_seconds=settings.hubspot_rate_per_10_seconds)
+
+
+def build(settings: Settings) -> Crm:
+    """HubSpot as the service uses it."""
+    client = api(settings)
+    source = HubSpotSource(settings.hubspot_client_secret, settings.public_base_url,
+                           settings.signature_tolerance_seconds, client)
+    return Crm(NAME, source, DealWriteBack(client), enrichment(client), resolve=source.resolve)

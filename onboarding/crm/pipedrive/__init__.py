@@ -1,0 +1,26 @@
+"""Pipedrive: webhooks in (source.py), its API (api.py), enrichment and the write-back onto the deal (steps.py).
+
+On when PIPEDRIVE_WEBHOOK_USER is set (with PIPEDRIVE_WEBHOOK_PASSWORD, PIPEDRIVE_API_TOKEN, PIPEDRIVE_API_URL).
+Facts: ../shared/reference/crm-apis.md, sections 6-8.
+"""
+
+from __future__ import annotations
+
+from onboarding.config import Settings
+from onboarding.crm import Crm
+from onboarding.crm.pipedrive.api import PipedriveApi
+from onboarding.crm.pipedrive.source import NAME, PipedriveSource
+from onboarding.crm.pipedrive.steps import DealWriteBack, enrichment
+
+
+def api(settings: Settings) -> PipedriveApi:
+    """A client of the configured Pipedrive company."""
+    return PipedriveApi(settings.pipedrive_api_url, settings.pipedrive_api_token, timeout=settings.crm_timeout,
+                        rate_per_2_seconds=settings.pipedrive_rate_per_2_seconds)
+
+
+def build(settings: Settings) -> Crm:
+    """Pipedrive as the service uses it."""
+    client = api(settings)
+    return Crm(NAME, PipedriveSource(settings.pipedrive_webhook_user, settings.pipedrive_webhook_password),
+               DealWriteBack(client), enrichment(client))
