@@ -18,11 +18,8 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from onboarding import operations
-from onboarding.crm import hubspot, pipedrive
 from onboarding.crm.hubspot.source import PATH as HUBSPOT_PATH
 from onboarding.crm.hubspot.source import v3_signature, v3_uri
-from onboarding.crm.hubspot.steps import setup as hubspot_setup
-from onboarding.crm.pipedrive.steps import setup as pipedrive_setup
 from onboarding.errors import ServiceError
 from onboarding.signatures import signed_headers
 from onboarding.views import OnboardingFilter, list_events, list_onboardings, onboarding_summary
@@ -170,26 +167,23 @@ def events_command(outcome, deal_id, limit) -> None:
 @hubspot_cli.command("setup")
 def hubspot_setup_command() -> None:
     """Create the deal properties docspace_room_id and docspace_room_url (group "DocSpace") unless they exist."""
-    settings = _services().settings
-    if not settings.hubspot_access_token:
-        raise click.ClickException("HubSpot is not configured: set HUBSPOT_CLIENT_SECRET and HUBSPOT_ACCESS_TOKEN")
-    _run_setup(lambda: hubspot_setup(hubspot.api(settings)))
+    _run_setup("hubspot", "set HUBSPOT_CLIENT_SECRET and HUBSPOT_ACCESS_TOKEN")
 
 
 @pipedrive_cli.command("setup")
 def pipedrive_setup_command() -> None:
     """Create the deal fields "DocSpace room ID" and "DocSpace room link" (text) unless they exist."""
-    settings = _services().settings
-    if not settings.pipedrive_api_token:
-        raise click.ClickException("Pipedrive is not configured: set PIPEDRIVE_WEBHOOK_USER, "
-                                   "PIPEDRIVE_WEBHOOK_PASSWORD, PIPEDRIVE_API_TOKEN and PIPEDRIVE_API_URL")
-    _run_setup(lambda: pipedrive_setup(pipedrive.api(settings)))
+    _run_setup("pipedrive", "set PIPEDRIVE_WEBHOOK_USER, PIPEDRIVE_WEBHOOK_PASSWORD, PIPEDRIVE_API_TOKEN and "
+                            "PIPEDRIVE_API_URL")
 
 
-def _run_setup(setup) -> None:
-    """Run a setup and print what it did, or fail with the CRM's own words."""
+def _run_setup(name: str, how: str) -> None:
+    """Run a CRM's setup and print what it did, or fail with the CRM's own words."""
+    crm = _services().crms.get(name)
+    if crm is None:
+        raise click.ClickException(f"{name} is not configured: {how}")
     try:
-        for line in setup():
+        for line in crm.setup():
             click.echo(line)
     except ServiceError as error:
         raise click.ClickException(error.message) from None

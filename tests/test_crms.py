@@ -378,3 +378,26 @@ def test_the_write_back_names_the_setup_command_when_the_fields_are_missing(sqli
     finally:
         worker.stop()
         web.stop()
+
+
+def test_a_note_whose_answer_was_lost_is_not_written_twice(crm_stack):
+    sandbox = crm_stack.sandbox
+    owner = sandbox.hubspot_add_owner(email=REP_EMAIL, firstName="Rita", lastName="Rep")
+    hubspot_id = hubspot_deal(sandbox, owner["id"], "India")
+    rep = sandbox.pipedrive_add_user(name="Rita Rep", email=REP_EMAIL)
+    pipedrive = sandbox.pipedrive_add_deal(title="Juliet", owner_id=rep["id"], person={
+        "name": "Jules", "emails": [{"value": "jules@juliet.example", "primary": True}]})
+    # Each CRM makes the note, then the answer is lost on the way back.
+    sandbox.faults({"action": "after_drop", "target": "hubspot", "method": "POST", "path": "objects/notes",
+                    "times": 1},
+                   {"action": "after_status", "target": "pipedrive", "method": "POST", "path": "v1/notes",
+                    "status": 502, "times": 1})
+    crm_stack.hubspot([stage_change(hubspot_id, "closedwon")])
+    crm_stack.pipedrive(won_v2(pipedrive["id"]))
+    for deal_id in (hubspot_id, str(pipedrive["id"])):
+        done = crm_stack.wait_status(crm_stack.onboarding_of(deal_id)["onboarding_id"], "completed")
+        write_back = next(step for step in done["steps"] if step["name"] == "write-back")
+        assert write_back["attempts"] == 2 and write_back["result"]["note_found"] is True
+    assert len(sandbox.hubspot_deal(hubspot_id)["notes"]) == 1
+    assert len(sandbox.pipedrive_deal(pipedrive["id"])["notes"]) == 1
+    assert len(sandbox.rooms()) == 2

@@ -46,3 +46,5 @@ class Crm:
     enrichment: tuple[Step, ...] = ()
     # Judges an event its source left pending (it needs the CRM's API, which the web process never waits on).
     resolve: Callable[[bytes], Verdict] | None = None
+    # Creates what the write-back needs in the CRM (idempotently); says what it did (`flask --app wsgi <name> setup`).
+    setup: Callable[[], list[str]] | None = None

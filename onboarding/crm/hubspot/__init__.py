@@ -10,18 +10,14 @@ from onboarding.config import Settings
 from onboarding.crm import Crm
 from onboarding.crm.hubspot.api import HubSpotApi
 from onboarding.crm.hubspot.source import NAME, HubSpotSource
-from onboarding.crm.hubspot.steps import DealWriteBack, enrichment
-
-
-def api(settings: Settings) -> HubSpotApi:
-    """A client of the configured HubSpot account."""
-    return HubSpotApi(settings.hubspot_api_url, settings.hubspot_access_token, timeout=settings.crm_timeout,
-                      rate_per_10_seconds=settings.hubspot_rate_per_10_seconds)
+from onboarding.crm.hubspot.steps import DealWriteBack, enrichment, setup
 
 
 def build(settings: Settings) -> Crm:
-    """HubSpot as the service uses it."""
-    client = api(settings)
+    """HubSpot as the service uses it: one API client shared by the source, the steps and the write-back."""
+    client = HubSpotApi(settings.hubspot_api_url, settings.hubspot_access_token, timeout=settings.crm_timeout,
+                        rate_per_10_seconds=settings.hubspot_rate_per_10_seconds)
     source = HubSpotSource(settings.hubspot_client_secret, settings.public_base_url,
                            settings.signature_tolerance_seconds, client)
-    return Crm(NAME, source, DealWriteBack(client), enrichment(client), resolve=source.resolve)
+    return Crm(NAME, source, DealWriteBack(client), enrichment(client), resolve=source.resolve,
+               setup=lambda: setup(client))

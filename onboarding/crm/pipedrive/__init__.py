@@ -10,17 +10,12 @@ from onboarding.config import Settings
 from onboarding.crm import Crm
 from onboarding.crm.pipedrive.api import PipedriveApi
 from onboarding.crm.pipedrive.source import NAME, PipedriveSource
-from onboarding.crm.pipedrive.steps import DealWriteBack, enrichment
-
-
-def api(settings: Settings) -> PipedriveApi:
-    """A client of the configured Pipedrive company."""
-    return PipedriveApi(settings.pipedrive_api_url, settings.pipedrive_api_token, timeout=settings.crm_timeout,
-                        rate_per_2_seconds=settings.pipedrive_rate_per_2_seconds)
+from onboarding.crm.pipedrive.steps import DealWriteBack, enrichment, setup
 
 
 def build(settings: Settings) -> Crm:
-    """Pipedrive as the service uses it."""
-    client = api(settings)
+    """Pipedrive as the service uses it: one API client shared by the steps and the write-back."""
+    client = PipedriveApi(settings.pipedrive_api_url, settings.pipedrive_api_token, timeout=settings.crm_timeout,
+                          rate_per_2_seconds=settings.pipedrive_rate_per_2_seconds)
     return Crm(NAME, PipedriveSource(settings.pipedrive_webhook_user, settings.pipedrive_webhook_password),
-               DealWriteBack(client), enrichment(client))
+               DealWriteBack(client), enrichment(client), setup=lambda: setup(client))
