@@ -80,7 +80,10 @@ def worker_command(once: bool, metrics_port: int | None) -> None:
 def replay_command(payload: Path) -> None:
     """Process a saved payload file like a delivery (validation and dedupe, no signature)."""
     services = _services()
-    receipt = operations.replay_file(services, payload)
+    try:
+        receipt = operations.replay_file(services, payload)
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
     shown = operations.receipt_dict(receipt, services.status_links)
     if receipt.onboarding_id:
         click.echo(f"onboarding {receipt.onboarding_id} {receipt.onboarding_status} ({receipt.outcome})")

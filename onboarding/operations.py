@@ -59,7 +59,10 @@ def replay_file(services, path: Path) -> Receipt:
     body = path.read_bytes()
     # The same file replayed twice is the same delivery.
     delivery_id = "replay-" + hashlib.sha256(body).hexdigest()[:40]
-    source = services.sources["generic"]
+    source = services.sources.get("generic")
+    if source is None:
+        raise LookupError("replay reads generic deal.won payloads, and the generic source is off (set "
+                          "WEBHOOK_SECRETS); a CRM's recorded events are replayed with replay-event")
     return record_delivery(services.db, source.name, delivery_id, {"replayed-from": path.name[:200]}, body,
                            source.judge(body))
 

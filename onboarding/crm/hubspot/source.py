@@ -20,6 +20,7 @@ import hmac
 import json
 import threading
 import time
+from collections.abc import Callable
 
 from onboarding.crm.hubspot.api import HubSpotApi
 from onboarding.domain import Deal
@@ -97,30 +98,37 @@ class HubSpotSource:
 
     def judge(self, body: bytes) -> Verdict:
         """Read one event: a move into closedwon is a won deal, into another stage pending, the rest ignored."""
-        event, refusal = _event(body)
-        if refusal is not None:
-            return refusal
-        kind, deal_id, stage = event
-        if stage is None:
-            return ignored(kind, "not a change of a deal's dealstage", deal_id)
-        if stage == WON_IN_DEFAULT_PIPELINE:
-            return Verdict("accepted", event_type=kind, deal=_deal(body, deal_id), deal_id=deal_id)
-        if stage == LOST_IN_DEFAULT_PIPELINE:
-            return ignored(kind, f'the deal moved to stage "{stage}", which is not closed-won', deal_id)
-        return Verdict("pending", event_type=kind, deal_id=deal_id)
+        return self._judge(body, _default_pipeline)
 
     def resolve(self, body: bytes) -> Verdict:
         """Judge a pending event with the portal's pipeline settings (calls HubSpot; raises ServiceError)."""
+        return self._judge(body, self.pipelines.judge)
+
+    @staticmethod
+    def _judge(body: bytes, stage_won: Callable[[str], tuple[bool, str] | None]) -> Verdict:
+        """The verdict on one event, stage_won telling whether a stage is closed-won (None: cannot tell yet)."""
         event, refusal = _event(body)
         if refusal is not None:
             return refusal
         kind, deal_id, stage = event
         if stage is None:
             return ignored(kind, "not a change of a deal's dealstage", deal_id)
-        won, where = self.pipelines.judge(stage)
+        judged = stage_won(stage)
+        if judged is None:
+            return Verdict("pending", event_type=kind, deal_id=deal_id)
+        won, where = judged
         if not won:
-            return ignored(kind, f'the deal moved to stage "{stage}" {where}, which is not closed-won', deal_id)
+            return ignored(kind, f'the deal moved to stage "{stage}"{where}, which is not closed-won', deal_id)
         return Verdict("accepted", event_type=kind, deal=_deal(body, deal_id), deal_id=deal_id)
+
+
+def _default_pipeline(stage: str) -> tuple[bool, str] | None:
+    """What the web process knows without asking HubSpot: the default pipeline's closed stages."""
+    if stage == WON_IN_DEFAULT_PIPELINE:
+        return True, ""
+    if stage == LOST_IN_DEFAULT_PIPELINE:
+        return False, ""
+    return None
 
 
 def event_key(event: dict) -> str:
@@ -180,12 +188,12 @@ class WonStages:
                 self._stages = {stage_id: entry for pipeline in self.api.pipelines()
                                 for stage_id, entry in _stages(pipeline).items()}
                 self._read_at = time.monotonic()
-            return self._stages.get(stage, (False, "(in none of the portal's deal pipelines)"))
+            return self._stages.get(stage, (False, " (in none of the portal's deal pipelines)"))
 
 
 def _stages(pipeline: dict) -> dict[str, tuple[bool, str]]:
     """The stages of one pipeline: closed-won (closed, probability 1.0) or not, and where they are."""
-    where = f'of pipeline "{pipeline.get("label") or pipeline.get("id")}"'
+    where = f' of pipeline "{pipeline.get("label") or pipeline.get("id")}"'
     found = {}
     for stage in pipeline.get("stages") or []:
         metadata = stage.get("metadata") or {}
