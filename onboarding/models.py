@@ -44,11 +44,13 @@ class Event(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     source: Mapped[str] = mapped_column(String(32))
     delivery_id: Mapped[str] = mapped_column(String(255))
-    received_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow, index=True)
     last_received_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
     deliveries: Mapped[int] = mapped_column(Integer, default=1)
     headers: Mapped[dict] = mapped_column(JSON)
-    body: Mapped[bytes] = mapped_column(LargeBinary)
+    # The raw body, until PAYLOAD_RETENTION_DAYS have passed (it holds client e-mails): then None, and when.
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    body_purged_at: Mapped[datetime | None] = mapped_column(DateTime())
     # accepted | duplicate | ignored | rejected | pending (a CRM event the worker still has to judge)
     outcome: Mapped[str] = mapped_column(String(16), index=True)
     event_type: Mapped[str | None] = mapped_column(String(100))
@@ -70,7 +72,7 @@ class Onboarding(Base):
     # The deal (domain.Deal): a CRM deal's client and manager stay empty until its enrichment steps find them.
     source: Mapped[str] = mapped_column(String(32))
     account_id: Mapped[str] = mapped_column(String(100), default="", server_default="")
-    deal_id: Mapped[str] = mapped_column(String(100))
+    deal_id: Mapped[str] = mapped_column(String(100), index=True)
     deal_title: Mapped[str | None] = mapped_column(String(300))
     client_id: Mapped[str | None] = mapped_column(String(100), index=True)
     client_name: Mapped[str | None] = mapped_column(String(300))
@@ -85,9 +87,28 @@ class Onboarding(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(), index=True)
     last_error: Mapped[dict | None] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+    # The DocSpace room, once the room step has it (for operators' searches).
+    room_id: Mapped[str | None] = mapped_column(String(20), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime())
+
+
+class AuditEntry(Base):
+    """One operator action, from the console, the admin API or the CLI: who, when, what, and what came of it."""
+
+    __tablename__ = "audit_entries"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow, index=True)
+    # console:<session> | api-token | cli:<user>
+    actor: Mapped[str] = mapped_column(String(100))
+    # retry | retry-matching | replay-event | replay-file | resend | purge
+    action: Mapped[str] = mapped_column(String(50))
+    onboarding_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    event_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    outcome: Mapped[str] = mapped_column(String(50))
+    details: Mapped[dict | None] = mapped_column(JSON)
 
 
 class StepResult(Base):

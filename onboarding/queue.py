@@ -46,11 +46,12 @@ _STEP_ENDED_VALUES = {"status": bindparam("step_status"), "result": bindparam("s
 # An attempt recorded when it began (status "started") is not counted twice.
 _STEP_ENDED = update(STEPS).where(_THIS_STEP).values(
     attempts=STEPS.c.attempts + case((STEPS.c.status == "started", 0), else_=1), **_STEP_ENDED_VALUES)
-# What enrichment found is copied onto the onboarding row, so lists and searches show a CRM deal's client.
+# What enrichment found, and the room, are copied onto the onboarding row, so lists and searches show them.
 _CLIENT_FOUND = update(Onboarding).where(_OWNED).values(
     client_id=bindparam("client_id"), client_name=bindparam("client_name"), client_email=bindparam("client_email"),
     deal_title=func.coalesce(bindparam("deal_title"), Onboarding.deal_title))
 _MANAGER_CHOSEN = update(Onboarding).where(_OWNED).values(manager_user_id=bindparam("manager"))
+_ROOM_FOUND = update(Onboarding).where(_OWNED).values(room_id=bindparam("room"))
 _FIRST_STEP_ENDED = insert(STEPS).values(onboarding_id=bindparam("onboarding"), name=bindparam("step"), attempts=1,
                                          **_STEP_ENDED_VALUES)
 
@@ -178,7 +179,7 @@ def save_steps(db: Database, claim: Claim, outcomes: list[StepOutcome], lease_se
 
 
 def _copy_to_row(connection: Connection, claim: Claim, outcome: StepOutcome) -> None:
-    """Copy what an enrichment step found onto the onboarding row."""
+    """Copy what an enrichment step found, or the room, onto the onboarding row."""
     owned = {"onboarding": claim.onboarding_id, "token": claim.token}
     if outcome.name == CLIENT_STEP:
         found = outcome.result
@@ -186,6 +187,8 @@ def _copy_to_row(connection: Connection, claim: Claim, outcome: StepOutcome) -> 
                                            "client_email": found["email"], "deal_title": found.get("deal_title")})
     elif outcome.name == MANAGER_STEP:
         connection.execute(_MANAGER_CHOSEN, {**owned, "manager": outcome.result["user_id"]})
+    elif outcome.name == "room":
+        connection.execute(_ROOM_FOUND, {**owned, "room": str(outcome.result["room_id"])})
 
 
 def finish(db: Database, claim: Claim, status: str, *, last_error: dict | None = None,
