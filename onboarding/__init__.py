@@ -17,7 +17,7 @@ __all__ = ["ConfigError", "Services", "create_app"]
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
     """The Flask app, from the environment's settings unless given (or services already built); raises
     ConfigError on a bad setting."""
-    from onboarding import admin, cli, health, metrics, status, webhooks
+    from onboarding import admin, cli, console, health, metrics, retention, status, webhooks
 
     logs.configure()
     # Every /readyz reads the schema revision; alembic would log two lines for each probe.
@@ -29,8 +29,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.extensions["onboarding"] = services
     for blueprint in (webhooks.bp, status.bp, admin.bp, health.bp, metrics.bp):
         app.register_blueprint(blueprint)
+    console.init_app(app)
     logs.init_app(app)
     cli.init_app(app)
+    retention.init_app(app)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 from flask import Blueprint, current_app, jsonify, request
 
 from onboarding import operations
+from onboarding.audit import API_ACTOR
 from onboarding.views import OnboardingFilter, list_events, list_onboardings, onboarding_summary
 
 bp = Blueprint("admin", __name__, url_prefix="/api")
 
 STATUSES = ("queued", "running", "completed", "failed")
-OUTCOMES = ("accepted", "duplicate", "ignored", "rejected")
+OUTCOMES = ("accepted", "duplicate", "ignored", "pending", "rejected")
 
 
 class BadQuery(ValueError):
@@ -61,8 +62,20 @@ def onboarding(onboarding_id: str):
 def retry_one(onboarding_id: str):
     """Resume a failed onboarding from its failed step."""
     services = _services()
-    outcome = operations.retry_one(services.db, onboarding_id)
-    status = {"retried": 200, "missing": 404}.get(outcome.action, 409)
+    outcome = operations.retry_one(services.db, onboarding_id, actor=API_ACTOR)
+    return _outcome(outcome, onboarding_id)
+
+
+@bp.post("/onboardings/<onboarding_id>/resend")
+def resend(onboarding_id: str):
+    """Tell the CRM again that a completed onboarding's room is ready."""
+    return _outcome(operations.resend(_services(), onboarding_id, actor=API_ACTOR), onboarding_id)
+
+
+def _outcome(outcome: operations.Outcome, onboarding_id: str):
+    """An action's outcome with the onboarding as it is now."""
+    services = _services()
+    status = {"retried": 200, "sent": 200, "missing": 404, "failed": 502}.get(outcome.action, 409)
     summary = onboarding_summary(services.db, onboarding_id, services.step_names, detailed=False)
     return jsonify(action=outcome.action, message=outcome.message, onboarding=summary), status
 
@@ -74,7 +87,7 @@ def retry_many():
     if not isinstance(body, dict):
         raise BadQuery("The body must be a JSON object of filters.")
     where = _filter({"status": "failed", **{k: v for k, v in body.items() if v is not None}})
-    retried = operations.retry_matching(_services().db, where)
+    retried = operations.retry_matching(_services().db, where, actor=API_ACTOR)
     return jsonify(action="retried", count=len(retried), onboarding_ids=retried)
 
 
@@ -92,7 +105,10 @@ def events():
 def replay_event(event_id: str):
     """Process a recorded event again, with the current schema and settings."""
     services = _services()
-    receipt = operations.replay_event(services, event_id)
+    try:
+        receipt = operations.replay_event(services, event_id, actor=API_ACTOR)
+    except LookupError as error:
+        return jsonify(error=str(error)), 409
     if receipt is None:
         return jsonify(error=f"No event {event_id}."), 404
     return jsonify(operations.receipt_dict(receipt, services.status_links))

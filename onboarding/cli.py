@@ -18,6 +18,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from onboarding import operations
+from onboarding.audit import cli_actor
 from onboarding.crm.hubspot.source import PATH as HUBSPOT_PATH
 from onboarding.crm.hubspot.source import v3_signature, v3_uri
 from onboarding.errors import ServiceError
@@ -81,7 +82,7 @@ def replay_command(payload: Path) -> None:
     """Process a saved payload file like a delivery (validation and dedupe, no signature)."""
     services = _services()
     try:
-        receipt = operations.replay_file(services, payload)
+        receipt = operations.replay_file(services, payload, actor=cli_actor())
     except LookupError as error:
         raise click.ClickException(str(error)) from None
     shown = operations.receipt_dict(receipt, services.status_links)
@@ -98,7 +99,10 @@ def replay_command(payload: Path) -> None:
 def replay_event_command(event_id: str) -> None:
     """Process a recorded event again (e.g. one refused before the schema or plan was fixed)."""
     services = _services()
-    receipt = operations.replay_event(services, event_id)
+    try:
+        receipt = operations.replay_event(services, event_id, actor=cli_actor())
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
     if receipt is None:
         raise click.ClickException(f"no event {event_id}")
     _print_json(operations.receipt_dict(receipt, services.status_links))
@@ -146,7 +150,7 @@ def retry_command(onboarding_ids, all_failed, deal_id, client_id) -> None:
     """Resume failed onboardings from their failed step."""
     db = _services().db
     if all_failed:
-        retried = operations.retry_matching(db, OnboardingFilter("failed", deal_id, client_id))
+        retried = operations.retry_matching(db, OnboardingFilter("failed", deal_id, client_id), actor=cli_actor())
         click.echo(f"retried {len(retried)} onboarding(s)")
         for onboarding_id in retried:
             click.echo(onboarding_id)
@@ -154,12 +158,23 @@ def retry_command(onboarding_ids, all_failed, deal_id, client_id) -> None:
     if not onboarding_ids:
         raise click.UsageError("name onboarding ids, or use --all-failed")
     for onboarding_id in onboarding_ids:
-        outcome = operations.retry_one(db, onboarding_id)
+        outcome = operations.retry_one(db, onboarding_id, actor=cli_actor())
+        click.echo(f"{onboarding_id}: {outcome.action}: {outcome.message}")
+
+
+@click.command("resend")
+@click.argument("onboarding_ids", nargs=-1, required=True)
+def resend_command(onboarding_ids) -> None:
+    """Tell the CRM again that completed onboardings' rooms are ready (same callback id; a write-back finds its
+    note)."""
+    services = _services()
+    for onboarding_id in onboarding_ids:
+        outcome = operations.resend(services, onboarding_id, actor=cli_actor())
         click.echo(f"{onboarding_id}: {outcome.action}: {outcome.message}")
 
 
 @click.command("events")
-@click.option("--outcome", type=click.Choice(["accepted", "duplicate", "ignored", "rejected"]))
+@click.option("--outcome", type=click.Choice(["accepted", "duplicate", "ignored", "pending", "rejected"]))
 @click.option("--deal", "deal_id")
 @click.option("--limit", default=50, show_default=True)
 def events_command(outcome, deal_id, limit) -> None:
@@ -260,5 +275,5 @@ def init_app(app) -> None:
     app.cli.add_command(hubspot_cli)
     app.cli.add_command(pipedrive_cli)
     for command in (worker_command, replay_command, replay_event_command, onboardings_command, show_command,
-                    retry_command, events_command, sample_request_command):
+                    retry_command, resend_command, events_command, sample_request_command):
         app.cli.add_command(command)

@@ -62,6 +62,7 @@ class Settings:
     retry_max_seconds: float = 300.0
     max_attempts: int = 12
     max_age_seconds: int = 3 * 24 * 3600
+    payload_retention_days: int = 30
     notify_failures: bool = False
 
 
@@ -109,6 +110,7 @@ TUNABLES = {
     "RETRY_MAX_SECONDS": ("retry_max_seconds", float, 0.0),
     "MAX_ATTEMPTS": ("max_attempts", int, 1),
     "MAX_AGE_SECONDS": ("max_age_seconds", int, 1),
+    "PAYLOAD_RETENTION_DAYS": ("payload_retention_days", int, 1),
     "HUBSPOT_RATE_PER_10_SECONDS": ("hubspot_rate_per_10_seconds", int, 1),
     "PIPEDRIVE_RATE_PER_2_SECONDS": ("pipedrive_rate_per_2_seconds", int, 1),
 }

@@ -154,6 +154,7 @@ def main() -> None:
         print(f"# {source}:\n" + (sample.stdout.strip() or sample.stderr.strip()), file=sys.stderr)
     _banner(["Then watch it:",
              f"  curl -s -H 'Authorization: Bearer {env['ADMIN_TOKEN']}' http://127.0.0.1:{port}/api/onboardings",
+             f"  or the console: http://127.0.0.1:{port}/console (admin token: ADMIN_TOKEN in var/dev.env)",
              "Ctrl-C stops everything. Secrets of this dev setup: var/dev.env"])
 
     stop = {"asked": False}

@@ -97,7 +97,7 @@ def _record(session, source: str, delivery_id: str, headers: dict, body: bytes, 
             onboarding = session.get(Onboarding, event.onboarding_id)
             return _answer(event, onboarding, "duplicate")
         # A delivery refused or ignored before is judged afresh: the cause may have been fixed since.
-        event.headers, event.body = headers, body
+        event.headers, event.body, event.body_purged_at = headers, body, None
     event.event_type = verdict.event_type
     event.deal_id = verdict.deal_id
     event.errors = verdict.errors

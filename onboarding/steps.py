@@ -250,15 +250,19 @@ def share_link(ctx: RunContext) -> dict:
 
 def tell_the_crm(ctx: RunContext) -> dict:
     """Tell the CRM the room is ready, through the onboarding's write-back (a callback, or the deal itself)."""
-    results, write_back = ctx.results, ctx.write_back
-    room = results["room"]
-    ready = Room(id=room["room_id"], title=room["title"], url=results.get("link", {}).get("url"),
-                 folders={name.split(":", 1)[1]: result["folder_id"] for name, result in results.items()
-                          if name.startswith("folder:")})
+    write_back = ctx.write_back
     first_try = ctx.first_try(write_back.step)
     if write_back.looks_before_creating:
         ctx.record_attempt(write_back.step)  # what it creates is looked for on the next attempt
-    return write_back.room_ready(ctx.work, ready, first_try=first_try)
+    return write_back.room_ready(ctx.work, room_of(ctx.results), first_try=first_try)
+
+
+def room_of(results: dict[str, dict]) -> Room:
+    """The room as the saved results of an onboarding's steps describe it."""
+    room = results["room"]
+    return Room(id=room["room_id"], title=room["title"], url=(results.get("link") or {}).get("url"),
+                folders={name.split(":", 1)[1]: result["folder_id"] for name, result in results.items()
+                         if name.startswith("folder:")})
 
 
 def _parent_is_new(ctx: RunContext, parent: str, name: str) -> bool:

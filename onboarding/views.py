@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from onboarding.db import Database
 from onboarding.models import Event, Onboarding, StepResult
@@ -23,11 +23,21 @@ class OnboardingFilter:
     client_id: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    source: str | None = None
+    # Operators' search: an exact deal id or room id, or part of the deal title, client name or client e-mail.
+    text: str | None = None
 
     def apply(self, query):
         """The query narrowed to the filter."""
         if self.status:
             query = query.where(Onboarding.status == self.status)
+        if self.source:
+            query = query.where(Onboarding.source == self.source)
+        if self.text:
+            pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            query = query.where(or_(Onboarding.deal_id == self.text, Onboarding.room_id == self.text,
+                                    *(column.ilike(pattern, escape="\\") for column in (
+                                        Onboarding.deal_title, Onboarding.client_name, Onboarding.client_email))))
         if self.deal_id:
             query = query.where(Onboarding.deal_id == self.deal_id)
         if self.client_id:
@@ -102,7 +112,8 @@ def event_summary(event: Event) -> dict:
     return {"event_id": event.id, "source": event.source, "delivery_id": event.delivery_id,
             "outcome": event.outcome, "event_type": event.event_type, "deal_id": event.deal_id,
             "onboarding_id": event.onboarding_id, "errors": event.errors, "deliveries": event.deliveries,
-            "received_at": _iso(event.received_at), "last_received_at": _iso(event.last_received_at)}
+            "received_at": _iso(event.received_at), "last_received_at": _iso(event.last_received_at),
+            "payload_purged": event.body_purged_at is not None, "payload_purged_at": _iso(event.body_purged_at)}
 
 
 def _brief(onboarding: Onboarding, results: dict[str, dict]) -> dict:
@@ -132,7 +143,8 @@ def _step(name: str, saved: StepResult | None, detailed: bool) -> dict:
     if saved is None:
         return {"name": name, "status": "pending", "attempts": 0}
     step = {"name": name, "status": saved.status, "attempts": saved.attempts, "error": saved.error,
-            "finished_at": _iso(saved.finished_at), "duration_ms": saved.duration_ms}
+            "started_at": _iso(saved.started_at), "finished_at": _iso(saved.finished_at),
+            "duration_ms": saved.duration_ms}
     if detailed:
         step["result"] = saved.result
     return step

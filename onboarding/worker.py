@@ -15,7 +15,7 @@ import socket
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
-from onboarding import doorbell, logs, queue
+from onboarding import doorbell, logs, queue, retention
 from onboarding.bootstrap import STEP_THREADS_PER_ONBOARDING, Services
 from onboarding.models import utcnow
 from onboarding.pending import PendingEvents
@@ -61,6 +61,8 @@ class Worker:
         threading.Thread(target=self.pending.run, args=(self.stopping,), name="pending", daemon=True).start()
         threading.Thread(target=doorbell.listen, args=(self.db, self._wake.set, self.stopping), name="doorbell",
                          daemon=True).start()
+        threading.Thread(target=retention.purge_daily, args=(self.db, self.settings.payload_retention_days,
+                                                              self.stopping), name="retention", daemon=True).start()
         concurrency = self.settings.worker_concurrency
         futures: set[Future] = set()
         log.info("worker started", extra={"worker": self.name, "count": concurrency})
