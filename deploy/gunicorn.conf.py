@@ -48,7 +48,7 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 control_socket_disable = True
 
 # The app writes one JSON line per request itself (with request id, event, deal, onboarding); gunicorn's own
-# access log would duplicate it. gunicorn's error log (start, stop, worker deaths) goes to stderr.
+# access log would duplicate it. gunicorn's error log (start, stop, worker deaths) is JSON too (logconfig_dict).
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("WEB_LOG_LEVEL", "info")
@@ -105,3 +105,16 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+# gunicorn's own lines (start-up, worker boot, signals, errors) as JSON, through the app's formatter, on stdout
+# beside the app's lines: one stream that a log pipeline parses line by line.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "onboarding.logs.JsonFormatter"}},
+    "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
+    "loggers": {"gunicorn.error": {"level": loglevel.upper(), "handlers": ["json"], "propagate": False},
+                "gunicorn.access": {"level": "INFO", "handlers": ["json"], "propagate": False}},
+    "root": {"level": "INFO", "handlers": ["json"]},
+}

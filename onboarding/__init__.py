@@ -11,7 +11,9 @@ from onboarding import logs
 from onboarding.bootstrap import Services, bootstrap
 from onboarding.config import ConfigError, Settings, load_settings
 
-__all__ = ["ConfigError", "Services", "create_app"]
+__all__ = ["ConfigError", "Services", "create_app", "create_migration_app", "is_migration_command"]
+
+MIGRATION_COMMANDS = ("upgrade", "current")
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
@@ -27,6 +29,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.config["MAX_CONTENT_LENGTH"] = services.settings.max_body_bytes
     app.json.sort_keys = False
     app.extensions["onboarding"] = services
+    app.extensions["onboarding.db"] = services.db
     for blueprint in (webhooks.bp, status.bp, admin.bp, health.bp, metrics.bp):
         app.register_blueprint(blueprint)
     console.init_app(app)
@@ -46,3 +49,22 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         return jsonify(error="Internal error; it has been logged."), 500
 
     return app
+
+
+def create_migration_app() -> Flask:
+    """An app that can only migrate (`flask --app wsgi db upgrade|current`), from DATABASE_URL alone: a migration
+    job or init container holds no DocSpace key, webhook secret or admin token."""
+    from onboarding import cli
+    from onboarding.config import database_url
+    from onboarding.db import Database
+
+    logs.configure()
+    app = Flask(__name__)
+    app.extensions["onboarding.db"] = Database(database_url())
+    app.cli.add_command(cli.db_cli)
+    return app
+
+
+def is_migration_command(argv: list[str]) -> bool:
+    """Whether a command line runs `db upgrade` or `db current` (the commands that need only DATABASE_URL)."""
+    return any(word == "db" and following in MIGRATION_COMMANDS for word, following in zip(argv, argv[1:]))

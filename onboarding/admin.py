@@ -7,6 +7,7 @@ functions in operations.py.
 from __future__ import annotations
 
 import hmac
+import time
 from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, jsonify, request
@@ -89,6 +90,22 @@ def retry_many():
     where = _filter({"status": "failed", **{k: v for k, v in body.items() if v is not None}})
     retried = operations.retry_matching(_services().db, where, actor=API_ACTOR)
     return jsonify(action="retried", count=len(retried), onboarding_ids=retried)
+
+
+@bp.get("/workers")
+def workers():
+    """The live workers of the fleet (host, pid, started, last heartbeat, onboardings running) and the state of
+    the fleet-wide limits of every outside API."""
+    services = _services()
+    limits = {}
+    for service, limiter in services.limiters.items():
+        state = limiter.state()
+        limits[service] = {"writes_in_flight": state.writes_in_flight,
+                           "max_concurrent_writes": limiter.max_concurrent_writes,
+                           "calls_in_window": state.calls_in_window, "rate": limiter.rate,
+                           "window_seconds": limiter.window_seconds,
+                           "paused_for_seconds": round(max(0.0, state.paused_until - time.time()), 3)}
+    return jsonify(workers=services.registry.live(), limits=limits)
 
 
 @bp.get("/events")

@@ -9,15 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from onboarding.config import ConfigError, Settings
-from onboarding.crm import Crm, hubspot, pipedrive
+from onboarding.crm import Crm, LimiterFactory, hubspot, pipedrive
 from onboarding.crm.generic import SignedCallback, StandardWebhooksSource
 from onboarding.db import Database
 from onboarding.docspace import DocSpace
-from onboarding.limiter import Limiter
+from onboarding.limits import SLOT_GRACE_SECONDS, FleetLimiter, LimitStore, limit_key
 from onboarding.plan import Plan, PlanError, load_plan
 from onboarding.sources import Source
 from onboarding.status import StatusLinks
 from onboarding.steps import Step, plan_steps
+from onboarding.workers import Registry, process_name
 
 # Parallel steps one onboarding can have in flight (folders, access and link after the room, then copies).
 STEP_THREADS_PER_ONBOARDING = 6
@@ -33,6 +34,10 @@ class Services:
     status_links: StatusLinks
     docspace: DocSpace
     crms: dict[str, Crm]
+    registry: Registry
+    limit_store: LimitStore
+    # The fleet-wide limiter of every outside API the workers call, by service (for /metrics).
+    limiters: dict[str, FleetLimiter] = field(default_factory=dict)
     _steps: dict[str, list[Step]] = field(default_factory=dict)
 
     @property
@@ -59,18 +64,35 @@ def bootstrap(settings: Settings, *, db: Database | None = None, docspace: DocSp
     except PlanError as error:
         raise ConfigError(f"ONBOARDING_PLAN {error}") from None
     status_links = StatusLinks(settings.secret_key, settings.public_base_url, settings.status_link_max_age_seconds)
+    db = db or Database(settings.database_url)
+    registry = Registry(db, settings.lease_seconds)
+    store = LimitStore(db)
+    limiters: dict[str, FleetLimiter] = {}
+
+    def limiter(service: str, credential: tuple[str, ...], max_writes: int, rate: int, window: float,
+                call_timeout: float) -> FleetLimiter:
+        """The fleet-wide limiter of one API and credential."""
+        limiters[service] = FleetLimiter(store, limit_key(service, *credential), max_concurrent_writes=max_writes,
+                                         rate=rate, window_seconds=window,
+                                         slot_lease_seconds=call_timeout + SLOT_GRACE_SECONDS, holder=process_name,
+                                         live_workers=registry.live_count)
+        return limiters[service]
+
     if docspace is None:
-        limiter = Limiter(settings.docspace_max_concurrent_writes, settings.docspace_rate_per_minute)
         docspace = DocSpace(settings.docspace_url, settings.docspace_api_key,
                             connect_timeout=settings.docspace_connect_timeout,
-                            read_timeout=settings.docspace_read_timeout, limiter=limiter,
+                            read_timeout=settings.docspace_read_timeout,
+                            limiter=limiter("docspace", (settings.docspace_url, settings.docspace_api_key),
+                                            settings.docspace_max_concurrent_writes,
+                                            settings.docspace_rate_per_minute, 60.0,
+                                            settings.docspace_connect_timeout + settings.docspace_read_timeout),
                             pool_size=settings.worker_concurrency * STEP_THREADS_PER_ONBOARDING)
-    return Services(settings=settings, plan=plan, db=db or Database(settings.database_url),
-                    status_links=status_links, docspace=docspace,
-                    crms=crms if crms is not None else build_crms(settings, status_links))
+    return Services(settings=settings, plan=plan, db=db, status_links=status_links, docspace=docspace,
+                    crms=crms if crms is not None else build_crms(settings, status_links, limiter),
+                    registry=registry, limit_store=store, limiters=limiters)
 
 
-def build_crms(settings: Settings, status_links: StatusLinks) -> dict[str, Crm]:
+def build_crms(settings: Settings, status_links: StatusLinks, limiter: LimiterFactory) -> dict[str, Crm]:
     """Every CRM whose credentials are set."""
     crms: list[Crm] = []
     if settings.webhook_secrets:
@@ -80,7 +102,7 @@ def build_crms(settings: Settings, status_links: StatusLinks) -> dict[str, Crm]:
                         SignedCallback(settings.crm_callback_url, settings.crm_callback_secret,
                                        settings.crm_timeout, status_links)))
     if settings.hubspot_client_secret:
-        crms.append(hubspot.build(settings))
+        crms.append(hubspot.build(settings, limiter))
     if settings.pipedrive_webhook_user:
-        crms.append(pipedrive.build(settings))
+        crms.append(pipedrive.build(settings, limiter))
     return {crm.name: crm for crm in crms}

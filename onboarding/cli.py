@@ -46,17 +46,18 @@ def _print_json(value) -> None:
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Apply the migrations (creates the schema on an empty database)."""
-    database = _services().db
+    database = current_app.extensions["onboarding.db"]
     logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
     database.upgrade(revision)
     current, head = database.schema_state()
-    click.echo(f"database schema at {current} (newest: {head})")
+    # A log line (JSON, like every line of the processes that run it), not plain text.
+    logging.getLogger("onboarding.db").info("database schema at %s (newest: %s)", current, head)
 
 
 @db_cli.command("current")
 def db_current() -> None:
     """Show the schema revision; exit 1 when it is behind the code."""
-    current, head = _services().db.schema_state()
+    current, head = current_app.extensions["onboarding.db"].schema_state()
     click.echo(f"database schema at {current} (newest: {head})")
     sys.exit(0 if current == head else 1)
 
@@ -72,7 +73,7 @@ def worker_command(once: bool, metrics_port: int | None) -> None:
 
     services = _services()
     if metrics_port is not None:
-        serve_worker_metrics(metrics_port, services.db)
+        serve_worker_metrics(metrics_port, services)
     Worker(services).run(once=once)
 
 

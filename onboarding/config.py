@@ -57,7 +57,7 @@ class Settings:
     worker_concurrency: int = 8
     worker_poll_seconds: float = 0.05
     worker_grace_seconds: float = 20.0
-    lease_seconds: float = 90.0
+    lease_seconds: float = 20.0
     retry_base_seconds: float = 2.0
     retry_max_seconds: float = 300.0
     max_attempts: int = 12
@@ -116,6 +116,12 @@ TUNABLES = {
 }
 
 
+def database_url(environ: Mapping[str, str] | None = None) -> str:
+    """DATABASE_URL, or the default SQLite file: all a migration needs."""
+    env = os.environ if environ is None else environ
+    return env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings; raise ConfigError naming the first bad one."""
     env = os.environ if environ is None else environ
@@ -135,7 +141,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "admin_token": _long_enough(env, "ADMIN_TOKEN"),
         "public_base_url": _url(env, "PUBLIC_BASE_URL"),
         "secret_key": _long_enough(env, "SECRET_KEY"),
-        "database_url": env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
+        "database_url": database_url(env),
         "account_manager_id": env.get("ACCOUNT_MANAGER_ID", "").strip() or None,
         "notify_failures": _flag(env, "NOTIFY_FAILURES"),
     }

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
 from onboarding.errors import PermanentError, TransientError
 from onboarding.limiter import Limiter
+from onboarding.limits import FleetLimiter
 from onboarding.outside import OutsideApi
 
 ROOMS_SEARCH_AREA_ANY = 2
@@ -26,7 +28,7 @@ class DocSpace:
     """A client for one portal, authenticated with an API key; safe to share between threads."""
 
     def __init__(self, base_url: str, api_key: str, *, connect_timeout: float, read_timeout: float,
-                 limiter: Limiter, pool_size: int = 32) -> None:
+                 limiter: Limiter | FleetLimiter, pool_size: int = 32) -> None:
         """A client with its own pooled session."""
         self.limiter = limiter
         self.api = OutsideApi("DocSpace", "docspace", f"{base_url.rstrip('/')}/api/2.0",
@@ -110,6 +112,44 @@ class DocSpace:
             if error.status == 404:
                 return None
             raise
+
+    def me(self) -> dict:
+        """The user the API key acts as (EmployeeFullDto: isOwner, isAdmin, isRoomAdmin...)."""
+        return self.call("GET", "people/@self", endpoint="GET people/@self")
+
+    def user(self, user_id: str) -> dict | None:
+        """The portal user with this id, or None when there is none."""
+        try:
+            return self.call("GET", f"people/{quote(user_id, safe='')}", endpoint="GET people/{userid}")
+        except PermanentError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def search_people(self, text: str) -> list[dict]:
+        """The first 100 users whose name or e-mail contains the text (all of them for an empty text)."""
+        return self.call("GET", "people/filter", endpoint="GET people/filter",
+                         params={"filterValue": text, "count": PAGE_SIZE})
+
+    # -- the portal and its files, for operators' checks and lookups -----------------------------------------
+
+    def version(self) -> dict:
+        """The portal's versions ({"docSpace", "documentServer"}); DocSpace answers this without an API key."""
+        return self.call("GET", "settings/version/build", endpoint="GET settings/version/build")
+
+    def file_info(self, file_id: int) -> dict:
+        """A file's details (FileDto); DocSpace refuses a file that is missing or unreadable with 403."""
+        return self.call("GET", f"files/file/{file_id}", endpoint="GET files/file/{fileId}")
+
+    def folder(self, folder_id: int, search: str | None = None) -> dict:
+        """The first 100 entries of a folder or room whose titles contain search, with current, pathParts, total."""
+        return self.call("GET", f"files/{folder_id}", endpoint="GET files/{folderId}",
+                         params={"filterValue": search or "", "count": PAGE_SIZE})
+
+    def my_documents(self, search: str | None = None) -> dict:
+        """Like folder, for the API key's user's "My documents"."""
+        return self.call("GET", "files/@my", endpoint="GET files/@my",
+                         params={"filterValue": search or "", "count": PAGE_SIZE})
 
     # -- the one place requests are made ---------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ same truth.
 from __future__ import annotations
 
 import os
+import time
 
 from flask import Blueprint, Response, current_app
 from prometheus_client import (
@@ -72,25 +73,58 @@ class QueueCollector:
                                 value=stats["oldest_ready_seconds"])
 
 
-def scrape_registry(db) -> CollectorRegistry:
-    """A registry of every process's samples (or this one's, outside multiprocess mode) and the queue figures."""
+class LimitsCollector:
+    """The fleet-wide limits of every outside API, read from their shared state at scrape time."""
+
+    def __init__(self, limiters: dict) -> None:
+        """A collector of these FleetLimiters, by service."""
+        self.limiters = limiters
+
+    def collect(self):
+        """Yield the gauges (nothing for an API whose state cannot be read now)."""
+        in_use = GaugeMetricFamily("onboarding_limit_writes_in_flight",
+                                   "Concurrent writes in flight to an outside API, across the fleet",
+                                   labels=["service"])
+        allowed = GaugeMetricFamily("onboarding_limit_writes_max", "Concurrent writes an outside API allows",
+                                    labels=["service"])
+        left = GaugeMetricFamily("onboarding_limit_requests_left",
+                                 "Requests the fleet may still start in the API's current window", labels=["service"])
+        paused = GaugeMetricFamily("onboarding_limit_paused_seconds",
+                                   "Seconds the fleet still waits before calling an API (a 429 asked for it)",
+                                   labels=["service"])
+        for service, limiter in sorted(self.limiters.items()):
+            try:
+                state = limiter.state()
+            except Exception:
+                continue
+            in_use.add_metric([service], state.writes_in_flight)
+            allowed.add_metric([service], limiter.max_concurrent_writes)
+            left.add_metric([service], max(0, limiter.rate - state.calls_in_window))
+            paused.add_metric([service], max(0.0, state.paused_until - time.time()))
+        yield from (in_use, allowed, left, paused)
+
+
+def scrape_registry(services) -> CollectorRegistry:
+    """A registry of every process's samples (or this one's, outside multiprocess mode), the queue figures and the
+    fleet's limits."""
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)
     else:
         for collector in (WEBHOOKS, SIGNATURE_FAILURES, STEPS, CALLS, ONBOARDINGS_FINISHED):
             registry.register(collector)
-    registry.register(QueueCollector(lambda: queue_stats(db)))
+    registry.register(QueueCollector(lambda: queue_stats(services.db)))
+    registry.register(LimitsCollector(services.limiters))
     return registry
 
 
 @bp.get("/metrics")
 def scrape():
     """Every process's samples plus the database's figures, in the Prometheus text format."""
-    registry = scrape_registry(current_app.extensions["onboarding"].db)
+    registry = scrape_registry(current_app.extensions["onboarding"])
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
 
-def serve_worker_metrics(port: int, db) -> None:
+def serve_worker_metrics(port: int, services) -> None:
     """Serve /metrics from a worker process in a background thread."""
-    start_http_server(port, registry=scrape_registry(db))
+    start_http_server(port, registry=scrape_registry(services))

@@ -84,7 +84,7 @@ class Onboarding(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     run_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
     claim_token: Mapped[str | None] = mapped_column(String(32))
-    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_by: Mapped[str | None] = mapped_column(String(100), index=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(), index=True)
     last_error: Mapped[dict | None] = mapped_column(JSON)
     # The DocSpace room, once the room step has it (for operators' searches).
@@ -126,3 +126,16 @@ class StepResult(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
     finished_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
     duration_ms: Mapped[int | None] = mapped_column(Integer)
+
+
+class WorkerEntry(Base):
+    """A worker process that is (or was) alive: where it runs and its last heartbeat."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)  # host:pid, as onboardings' claimed_by
+    host: Mapped[str] = mapped_column(String(100), index=True)
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+    running: Mapped[int] = mapped_column(Integer, default=0)  # onboardings it runs now

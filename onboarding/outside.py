@@ -16,6 +16,7 @@ import requests
 from onboarding.errors import TransientError, retry_after_seconds
 from onboarding.http import pooled_session
 from onboarding.limiter import Limiter
+from onboarding.limits import FleetLimiter
 from onboarding.metrics import observe_call
 
 # A 429 that says nothing about when to come back: wait this long.
@@ -34,7 +35,7 @@ class OutsideApi:
     """One outside API: a base URL, a pooled session, timeouts and a limiter shared by a process's threads."""
 
     def __init__(self, service: str, metric: str, base_url: str, *, timeout: tuple[float, float],
-                 limiter: Limiter | None,
+                 limiter: Limiter | FleetLimiter | None,
                  pool_size: int = 8, headers: dict[str, str] | None = None,
                  rate_limit_wait: Callable[[requests.Response], float | None] = header_wait,
                  describe: Callable[[requests.Response], str] | None = None) -> None:

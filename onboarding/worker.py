@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
@@ -21,6 +20,7 @@ from onboarding.models import utcnow
 from onboarding.pending import PendingEvents
 from onboarding.runner import RetryPolicy, Run
 from onboarding.steps import RunContext
+from onboarding.workers import process_name
 
 log = logging.getLogger("onboarding.worker")
 
@@ -36,7 +36,8 @@ class Worker:
         self.services = services
         self.settings = settings
         self.db = services.db
-        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.name = name or process_name()
+        self.registry = services.registry
         self.pending = PendingEvents(services)
         self.policy = RetryPolicy(settings.retry_base_seconds, settings.retry_max_seconds, settings.max_attempts,
                                   settings.max_age_seconds)
@@ -57,6 +58,7 @@ class Worker:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
+        self._register()
         threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
         threading.Thread(target=self.pending.run, args=(self.stopping,), name="pending", daemon=True).start()
         threading.Thread(target=doorbell.listen, args=(self.db, self._wake.set, self.stopping), name="doorbell",
@@ -81,6 +83,7 @@ class Worker:
                     self._wake.clear()
             self._drain(futures)
         self._step_pool.shutdown(wait=False, cancel_futures=True)
+        self._quietly(self.registry.deregister, self.name)
         log.info("worker stopped", extra={"worker": self.name})
 
     def _claim(self, free: int) -> list[queue.Claim]:
@@ -124,8 +127,17 @@ class Worker:
                 with self._runs_lock:
                     self._runs.pop(claim.onboarding_id, None)
 
+    def _register(self) -> None:
+        """Enter the registry, taking over at once from dead workers of this host (their claims and slots)."""
+        try:
+            for dead in self.registry.register(self.name):
+                self.services.limit_store.release_holder(dead)
+        except Exception:
+            log.exception("cannot enter the worker registry; the heartbeat will try again")
+
     def _heartbeat(self) -> None:
-        """Renew the lease of every running onboarding, often enough that none expires while it runs."""
+        """Renew the lease of every running onboarding, often enough that none expires while it runs, and tell the
+        registry this worker lives."""
         interval = self.settings.lease_seconds / 3
         while not self.stopping.wait(interval):
             with self._runs_lock:
@@ -136,6 +148,15 @@ class Worker:
                         run.lost = True
                 except Exception:
                     log.exception("cannot renew a lease")
+            self._quietly(self.registry.heartbeat, self.name, len(runs))
+
+    @staticmethod
+    def _quietly(action, *args) -> None:
+        """Run a registry action; a database blip is logged, not fatal (the next heartbeat tries again)."""
+        try:
+            action(*args)
+        except Exception as error:
+            log.warning("worker registry: %s", type(error).__name__, extra={"reason": str(error)[:200]})
 
     def _drain(self, futures: set[Future]) -> None:
         """On shutdown: give running steps the grace period, then hand back what is still running."""

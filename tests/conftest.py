@@ -196,6 +196,7 @@ def reset_postgres(url: str) -> None:
     """An empty public schema."""
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True) as connection:
         connection.execute("DROP SCHEMA public CASCADE")
+        connection.execute("DROP SCHEMA IF EXISTS onboarding_limits CASCADE")
         connection.execute("CREATE SCHEMA public")
 
 

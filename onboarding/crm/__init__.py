@@ -16,8 +16,13 @@ from onboarding.domain import Room
 from onboarding.sources import Source, Verdict
 
 if TYPE_CHECKING:
+    from onboarding.limits import FleetLimiter
     from onboarding.queue import Work
     from onboarding.steps import Step
+
+# Makes the fleet-wide limiter of one API: (service, credential parts, max concurrent writes, rate, window seconds,
+# call timeout seconds) -> FleetLimiter. bootstrap.py owns the store it shares.
+LimiterFactory = Callable[[str, tuple[str, ...], int, int, float, float], "FleetLimiter"]
 
 
 class WriteBack(Protocol):

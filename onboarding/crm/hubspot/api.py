@@ -15,6 +15,7 @@ import requests
 
 from onboarding.errors import PermanentError, TransientError, retry_after_seconds
 from onboarding.limiter import Limiter
+from onboarding.limits import FleetLimiter
 from onboarding.outside import OutsideApi
 
 WINDOW_SECONDS = 10.0
@@ -28,10 +29,10 @@ LOCKED_WAIT_SECONDS = 2.0
 class HubSpotApi:
     """A client for one HubSpot account; safe to share between threads."""
 
-    def __init__(self, base_url: str, token: str, *, timeout: float, rate_per_10_seconds: int,
+    def __init__(self, base_url: str, token: str, *, timeout: float, limiter: Limiter | FleetLimiter,
                  pool_size: int = 16) -> None:
-        """A client with its own session and a limiter keeping it inside the account's 10-second window."""
-        self.limiter = Limiter(UNLIMITED_WRITES, rate_per_10_seconds, window_seconds=WINDOW_SECONDS)
+        """A client with its own session, kept inside the account's 10-second window by limiter."""
+        self.limiter = limiter
         self.api = OutsideApi("HubSpot", "hubspot", base_url, timeout=(min(5.0, timeout), timeout),
                               limiter=self.limiter, pool_size=pool_size,
                               headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},

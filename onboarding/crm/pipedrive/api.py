@@ -13,6 +13,7 @@ import requests
 
 from onboarding.errors import PermanentError, TransientError, retry_after_seconds
 from onboarding.limiter import Limiter
+from onboarding.limits import FleetLimiter
 from onboarding.outside import OutsideApi
 
 WINDOW_SECONDS = 2.0
@@ -23,10 +24,10 @@ PAGE = 500
 class PipedriveApi:
     """A client for one Pipedrive company; safe to share between threads."""
 
-    def __init__(self, base_url: str, token: str, *, timeout: float, rate_per_2_seconds: int,
+    def __init__(self, base_url: str, token: str, *, timeout: float, limiter: Limiter | FleetLimiter,
                  pool_size: int = 16) -> None:
-        """A client with its own session and a limiter keeping it inside the token's 2-second window."""
-        self.limiter = Limiter(UNLIMITED_WRITES, rate_per_2_seconds, window_seconds=WINDOW_SECONDS)
+        """A client with its own session, kept inside the token's 2-second window by limiter."""
+        self.limiter = limiter
         self.api = OutsideApi("Pipedrive", "pipedrive", base_url, timeout=(min(5.0, timeout), timeout),
                               limiter=self.limiter, pool_size=pool_size,
                               headers={"x-api-token": token, "Accept": "application/json"},

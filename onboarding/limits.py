@@ -1,0 +1,309 @@
+"""Limits that hold for the whole fleet: every worker process on every machine that shares a database and an API key
+keeps, together, to the limits the API gives that key.
+
+DocSpace refuses a 16th concurrent write and the 1,501st request of a minute per API key; HubSpot allows 100
+requests in 10 seconds per account, Pipedrive a burst per 2 seconds per token. Each worker enforcing them on its own
+lets three workers send three times that. Here the state is shared: a log of the calls of the current window, the
+writes in flight (each with a lease, so a dead worker's slots come back by themselves) and a pause until which no
+worker may call (set by a 429's wait). A call starts only in a transaction that finds room for it under all three.
+
+Where it lives: on PostgreSQL, unlogged tables in a schema of their own (onboarding_limits) of the service's
+database: nothing about them needs to survive a crash, so they cost no WAL flush. On SQLite (one machine), a side
+file beside the database (<database>.limits) with synchronous off, so the limiter's many tiny transactions neither
+wait for the disk nor take the main database's write lock. Both are made on first use.
+
+pyrate-limiter's SQLite and PostgreSQL buckets were considered: they share a rate, but not the concurrency slots
+with leases or the fleet-wide pause, which the three limits need in one atomic step. If the shared state cannot be
+reached, a worker falls back to its own share of the limits (the limits divided by the live workers) rather than
+stopping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import create_engine, event
+
+from onboarding.db import Database
+from onboarding.limiter import Limiter
+
+log = logging.getLogger("onboarding.limits")
+
+SCHEMA = "onboarding_limits"
+# How long a write slot is held at most without being released (a worker killed mid-call): the call's own timeout
+# plus this.
+SLOT_GRACE_SECONDS = 5.0
+# Waiting for a write slot: poll again after a random pause in this range (seconds).
+SLOT_POLL = (0.01, 0.04)
+RETRY_STORE_AFTER_SECONDS = 5.0
+
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS {p}limit_keys (key VARCHAR(80) PRIMARY KEY, paused_until {real} NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {p}limit_calls (call_id VARCHAR(32) PRIMARY KEY, key VARCHAR(80) NOT NULL, "
+    "at {real} NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS limit_calls_key_at ON {p}limit_calls (key, at)",
+    "CREATE TABLE IF NOT EXISTS {p}limit_writes (call_id VARCHAR(32) PRIMARY KEY, key VARCHAR(80) NOT NULL, "
+    "holder VARCHAR(100) NOT NULL, expires_at {real} NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS limit_writes_key ON {p}limit_writes (key)",
+)
+
+
+@dataclass(frozen=True)
+class LimitState:
+    """One key's limits right now: what /metrics shows."""
+
+    writes_in_flight: int
+    calls_in_window: int
+    paused_until: float
+
+
+class LimitStore:
+    """The shared state of every fleet limiter of one database, reached through raw driver connections."""
+
+    def __init__(self, db: Database) -> None:
+        """A store beside db: the same PostgreSQL database, or a side file next to the SQLite one."""
+        self.is_sqlite = db.is_sqlite
+        if self.is_sqlite:
+            path = f"{db.url.database}.limits" if db.url.database not in (None, "", ":memory:") else ":memory:"
+            self.engine = create_engine(f"sqlite:///{path}", pool_size=4, max_overflow=32,
+                                        connect_args={"timeout": 30, "isolation_level": None,
+                                                      "check_same_thread": False})
+            event.listen(self.engine, "connect", _side_file_pragmas)
+            prefix, real, self.marker = "", "REAL", "?"
+        else:
+            self.engine = create_engine(db.url, pool_size=4, max_overflow=32, pool_pre_ping=True)
+            prefix, real, self.marker = f"{SCHEMA}.", "DOUBLE PRECISION", "%s"
+        self.prefix = prefix
+        self._tables = [statement.format(p=prefix, real=real) for statement in _TABLES]
+        if not self.is_sqlite:
+            self._tables = [f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"] + [
+                statement.replace("CREATE TABLE", "CREATE UNLOGGED TABLE") for statement in self._tables]
+        self._ready = False
+        self._ready_lock = threading.Lock()
+        db.on_dispose(self.engine.dispose)
+
+    def try_acquire(self, key: str, call_id: str, holder: str, write: bool, max_writes: int, rate: int,
+                    window: float, lease: float) -> float:
+        """Take a turn for one call if there is room: 0.0 when taken, else how long to wait before trying again."""
+        now = time.time()
+        with self._transaction(key) as (cursor, paused_until):
+            if paused_until > now:
+                return paused_until - now
+            cursor.execute(self._sql("DELETE FROM {p}limit_calls WHERE key = ? AND at <= ?"), (key, now - window))
+            cursor.execute(self._sql("SELECT count(*), min(at) FROM {p}limit_calls WHERE key = ?"), (key,))
+            calls, oldest = cursor.fetchone()
+            if calls >= rate:
+                return max(0.001, oldest + window - now)
+            if write:
+                cursor.execute(self._sql("DELETE FROM {p}limit_writes WHERE key = ? AND expires_at < ?"), (key, now))
+                cursor.execute(self._sql("SELECT count(*) FROM {p}limit_writes WHERE key = ?"), (key,))
+                if cursor.fetchone()[0] >= max_writes:
+                    return random.uniform(*SLOT_POLL)
+                cursor.execute(self._sql("INSERT INTO {p}limit_writes (call_id, key, holder, expires_at) "
+                                         "VALUES (?, ?, ?, ?)"), (call_id, key, holder[:100], now + lease))
+            cursor.execute(self._sql("INSERT INTO {p}limit_calls (call_id, key, at) VALUES (?, ?, ?)"),
+                           (call_id, key, now))
+            return 0.0
+
+    def release(self, call_id: str) -> None:
+        """Give a write slot back."""
+        with self._connection() as (connection, cursor):
+            cursor.execute(self._sql("DELETE FROM {p}limit_writes WHERE call_id = ?"), (call_id,))
+            self._commit(connection, cursor)
+
+    def release_holder(self, holder: str) -> int:
+        """Give back every write slot a (dead) worker holds; return how many."""
+        with self._connection() as (connection, cursor):
+            cursor.execute(self._sql("DELETE FROM {p}limit_writes WHERE holder = ?"), (holder[:100],))
+            released = cursor.rowcount
+            self._commit(connection, cursor)
+            return released
+
+    def pause(self, key: str, until: float) -> None:
+        """No call with this key may start before until (epoch seconds), in any process."""
+        with self._transaction(key) as (cursor, paused_until):
+            if until > paused_until:
+                cursor.execute(self._sql("UPDATE {p}limit_keys SET paused_until = ? WHERE key = ?"), (until, key))
+
+    def state(self, key: str, window: float) -> LimitState:
+        """A key's writes in flight, calls in the current window and pause."""
+        now = time.time()
+        with self._connection() as (connection, cursor):
+            cursor.execute(self._sql("SELECT count(*) FROM {p}limit_writes WHERE key = ? AND expires_at >= ?"),
+                           (key, now))
+            writes = cursor.fetchone()[0]
+            cursor.execute(self._sql("SELECT count(*) FROM {p}limit_calls WHERE key = ? AND at > ?"),
+                           (key, now - window))
+            calls = cursor.fetchone()[0]
+            cursor.execute(self._sql("SELECT paused_until FROM {p}limit_keys WHERE key = ?"), (key,))
+            row = cursor.fetchone()
+            self._commit(connection, cursor)
+        return LimitState(writes, calls, row[0] if row else 0.0)
+
+    @contextmanager
+    def _transaction(self, key: str) -> Iterator[tuple]:
+        """A transaction holding the key's row, so that one process at a time decides about that key."""
+        with self._connection() as (connection, cursor):
+            if self.is_sqlite:
+                cursor.execute("BEGIN IMMEDIATE")
+            select = "SELECT paused_until FROM {p}limit_keys WHERE key = ?" + ("" if self.is_sqlite else " FOR UPDATE")
+            cursor.execute(self._sql(select), (key,))
+            row = cursor.fetchone()
+            if row is None:
+                cursor.execute(self._sql("INSERT INTO {p}limit_keys (key, paused_until) VALUES (?, 0) "
+                                         "ON CONFLICT DO NOTHING"), (key,))
+                cursor.execute(self._sql(select), (key,))
+                row = cursor.fetchone()
+            # On an error the pool rolls the connection back when it is returned.
+            yield cursor, row[0]
+            self._commit(connection, cursor)
+
+    @contextmanager
+    def _connection(self) -> Iterator[tuple]:
+        """A pooled driver connection and a cursor, the tables made on first use."""
+        self._ensure_tables()
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                yield connection, cursor
+            finally:
+                cursor.close()
+        finally:
+            connection.close()
+
+    def _commit(self, connection, cursor) -> None:
+        """Commit what the cursor did (SQLite runs in autocommit mode with explicit BEGINs)."""
+        if self.is_sqlite:
+            if connection.driver_connection.in_transaction:
+                cursor.execute("COMMIT")
+        else:
+            connection.commit()
+
+    def _ensure_tables(self) -> None:
+        """Create the schema and tables once per process."""
+        if self._ready:
+            return
+        with self._ready_lock:
+            if self._ready:
+                return
+            connection = self.engine.raw_connection()
+            try:
+                cursor = connection.cursor()
+                for statement in self._tables:
+                    cursor.execute(statement)
+                if not self.is_sqlite:
+                    connection.commit()
+            finally:
+                connection.close()
+            self._ready = True
+
+    def _sql(self, statement: str) -> str:
+        """A statement with the store's table prefix and the driver's placeholders."""
+        return statement.format(p=self.prefix).replace("?", self.marker)
+
+
+def _side_file_pragmas(dbapi_connection, _record) -> None:
+    """The side file's settings: WAL for readers beside the writer, no fsync (the state may be lost)."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=OFF")
+    cursor.close()
+
+
+def limit_key(service: str, *secrets_and_urls: str) -> str:
+    """A store key for one API and credential: the service's name and a hash (the credential never stored)."""
+    digest = hashlib.sha256("\0".join(secrets_and_urls).encode()).hexdigest()[:16]
+    return f"{service}:{digest}"
+
+
+class FleetLimiter:
+    """Keeps every process of the fleet under one API key's limits together; a drop-in for limiter.Limiter."""
+
+    def __init__(self, store: LimitStore, key: str, *, max_concurrent_writes: int, rate: int,
+                 window_seconds: float, slot_lease_seconds: float, holder: Callable[[], str],
+                 live_workers: Callable[[], int] = lambda: 1) -> None:
+        """A limiter for key; holder names this process in the store, live_workers sizes the fallback share."""
+        self.store = store
+        self.key = key
+        self.max_concurrent_writes = max_concurrent_writes
+        self.rate = rate
+        self.window_seconds = window_seconds
+        self.slot_lease_seconds = slot_lease_seconds
+        self.holder = holder
+        self.live_workers = live_workers
+        self._fallback: Limiter | None = None
+        self._store_down_until = 0.0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def slot(self, write: bool) -> Iterator[None]:
+        """Wait for the fleet's room for one call (a write also takes a concurrent-write slot), then hold it."""
+        call_id = uuid.uuid4().hex
+        if not self._take(call_id, write):
+            with self._fallback_limiter().slot(write):
+                yield
+            return
+        try:
+            yield
+        finally:
+            if write:
+                self._quietly(lambda: self.store.release(call_id))
+
+    def pause(self, seconds: float) -> None:
+        """No process of the fleet calls this API for the next seconds."""
+        if not self._quietly(lambda: self.store.pause(self.key, time.time() + seconds)):
+            self._fallback_limiter().pause(seconds)
+
+    def state(self) -> LimitState:
+        """The key's state in the store."""
+        return self.store.state(self.key, self.window_seconds)
+
+    def _take(self, call_id: str, write: bool) -> bool:
+        """Wait until the store admits the call; False when the store cannot be reached (use the fallback)."""
+        while True:
+            if time.monotonic() < self._store_down_until:
+                return False
+            try:
+                wait = self.store.try_acquire(self.key, call_id, self.holder(), write, self.max_concurrent_writes,
+                                              self.rate, self.window_seconds, self.slot_lease_seconds)
+            except Exception as error:  # the database is away: our own share of the limits, for a while
+                self._store_unreachable(error)
+                return False
+            if wait <= 0:
+                return True
+            time.sleep(wait)
+
+    def _quietly(self, action: Callable[[], object]) -> bool:
+        """Run a store action; False (logged once) when the store cannot be reached."""
+        try:
+            action()
+            return True
+        except Exception as error:
+            self._store_unreachable(error)
+            return False
+
+    def _store_unreachable(self, error: Exception) -> None:
+        """Note that the store is away: use the fallback for a while, and say so once."""
+        with self._lock:
+            if time.monotonic() >= self._store_down_until:
+                log.warning("the fleet's limits cannot be reached (%s); using this worker's share for %s s",
+                            type(error).__name__, RETRY_STORE_AFTER_SECONDS, extra={"reason": str(error)[:200]})
+            self._store_down_until = time.monotonic() + RETRY_STORE_AFTER_SECONDS
+
+    def _fallback_limiter(self) -> Limiter:
+        """This worker's share of the limits: each divided by the live workers (at least 1 of each)."""
+        with self._lock:
+            if self._fallback is None:
+                workers = max(1, self.live_workers())
+                self._fallback = Limiter(max(1, self.max_concurrent_writes // workers), max(1, self.rate // workers),
+                                         window_seconds=self.window_seconds)
+            return self._fallback
