@@ -44,6 +44,10 @@ SLOT_GRACE_SECONDS = 5.0
 # Waiting for a write slot: poll again after a random pause in this range (seconds).
 SLOT_POLL = (0.01, 0.04)
 RETRY_STORE_AFTER_SECONDS = 5.0
+LOCK_ID = 4_242_001
+# Connections of one process to the shared state: its transactions are a few statements long, so a few suffice,
+# and a fleet of workers must stay well inside the database's max_connections (100 by default on PostgreSQL).
+POOL_SIZE, POOL_OVERFLOW = 3, 2  # the advisory lock taken while the tables are made
 
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS {p}limit_keys (key VARCHAR(80) PRIMARY KEY, paused_until {real} NOT NULL)",
@@ -73,13 +77,13 @@ class LimitStore:
         self.is_sqlite = db.is_sqlite
         if self.is_sqlite:
             path = f"{db.url.database}.limits" if db.url.database not in (None, "", ":memory:") else ":memory:"
-            self.engine = create_engine(f"sqlite:///{path}", pool_size=4, max_overflow=32,
+            self.engine = create_engine(f"sqlite:///{path}", pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
                                         connect_args={"timeout": 30, "isolation_level": None,
                                                       "check_same_thread": False})
             event.listen(self.engine, "connect", _side_file_pragmas)
             prefix, real, self.marker = "", "REAL", "?"
         else:
-            self.engine = create_engine(db.url, pool_size=4, max_overflow=32, pool_pre_ping=True)
+            self.engine = create_engine(db.url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_pre_ping=True)
             prefix, real, self.marker = f"{SCHEMA}.", "DOUBLE PRECISION", "%s"
         self.prefix = prefix
         self._tables = [statement.format(p=prefix, real=real) for statement in _TABLES]
@@ -198,9 +202,13 @@ class LimitStore:
             connection = self.engine.raw_connection()
             try:
                 cursor = connection.cursor()
+                # One process at a time: "IF NOT EXISTS" alone still races on PostgreSQL's catalogs.
+                cursor.execute("BEGIN IMMEDIATE" if self.is_sqlite else f"SELECT pg_advisory_xact_lock({LOCK_ID})")
                 for statement in self._tables:
                     cursor.execute(statement)
-                if not self.is_sqlite:
+                if self.is_sqlite:
+                    cursor.execute("COMMIT")
+                else:
                     connection.commit()
             finally:
                 connection.close()
