@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 from flask import Flask, jsonify
@@ -67,4 +68,4 @@ def create_migration_app() -> Flask:
 
 def is_migration_command(argv: list[str]) -> bool:
     """Whether a command line runs `db upgrade` or `db current` (the commands that need only DATABASE_URL)."""
-    return any(word == "db" and following in MIGRATION_COMMANDS for word, following in zip(argv, argv[1:]))
+    return any(word == "db" and following in MIGRATION_COMMANDS for word, following in itertools.pairwise(argv))

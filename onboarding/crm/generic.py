@@ -9,6 +9,7 @@ repeats.
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -106,6 +107,11 @@ class SignedCallback:
             "error": {"step": error.get("step"), "message": error["message"]},
             "status_url": self.status_links.url(onboarding.onboarding_id),
             "timestamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")})
+
+    def send_test(self) -> int:
+        """Send a signed onboarding.test under a fresh webhook-id (`check --send-test`); return the CRM's 2xx status."""
+        return self.deliver("onboarding.test", f"msg_test_{secrets.token_hex(12)}",
+                            {"timestamp": datetime.now(UTC).isoformat(timespec="seconds")})
 
     def deliver(self, event_type: str, message_id: str, payload: dict) -> int:
         """POST one signed message; a non-2xx answer or no answer raises TransientError."""

@@ -12,9 +12,11 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from . import faults
 from .state import (
     ARCHIVE_ID,
+    DOCSPACE_VERSION,
     EXTERNAL,
     EXTERNAL_LINK_ACCESSES,
     FILE_SHARE_NAMES,
+    MY_DOCUMENTS_ID,
     OWNER_ID,
     ROOM_FOLDER_TYPES,
     ROOM_TYPES,
@@ -38,6 +40,8 @@ SEARCH_AREAS = {"Active": 0, "Archive": 1, "Any": 2, "RecentByLinks": 3, "Templa
 LINK_TYPES = {"Invitation": 0, "External": 1}
 FILE_TYPES = {".pdf": 10, ".docx": 7, ".doc": 7, ".odt": 7, ".xlsx": 5, ".pptx": 6, ".txt": 7}
 VALIDATION_TYPE = "https://tools.ietf.org/html/rfc9110#section-15.5.1"
+# Endpoints marked [AllowAnonymous] in DocSpace: they answer without (or despite a wrong) API key.
+ANONYMOUS_ENDPOINTS = {"docspace.build_version"}
 
 bp = Blueprint("docspace", __name__, url_prefix=PREFIX.rstrip("/"))
 
@@ -81,6 +85,8 @@ def open_call() -> Response | None:
     response = faults.before("docspace", path, limited=True)
     if response is not None:
         return response
+    if request.endpoint in ANONYMOUS_ENDPOINTS:
+        return None
     if request.headers.get("Authorization") != f"Bearer {current_app.extensions['sandbox.api_key']}":
         raise ApiError(401, "Unauthorized", "System.Security.Authentication.AuthenticationException", -2146233087)
     return None
@@ -387,11 +393,30 @@ def create_folder(folderId: int) -> Response:
 
 @bp.get("/files/<int:folderId>")
 def folder_contents(folderId: int) -> Response:
-    """List a folder: subfolders first, then files."""
+    """List a folder: subfolders first, then files (filterValue: titles containing it)."""
     folder = portal().folder(folderId)
+    return _envelope(_contents(folder, _listing(folder)))
+
+
+@bp.get("/files/@my")
+def my_documents() -> Response:
+    """List the API key's user's "My documents" like any folder."""
+    folder = portal().folder(MY_DOCUMENTS_ID)
+    return _envelope(_contents(folder, _listing(folder)))
+
+
+def _listing(folder: Folder) -> list[Folder | File]:
+    """A folder's subfolders then files, by id, keeping titles that contain filterValue (any case)."""
     folders, files = portal().contents(folder.id)
-    by_id = sorted(folders, key=lambda entry: entry.id) + sorted(files, key=lambda entry: entry.id)
-    return _envelope(_contents(folder, by_id))
+    text = request.args.get("filterValue", "").strip().lower()
+    entries = sorted(folders, key=lambda entry: entry.id) + sorted(files, key=lambda entry: entry.id)
+    return [entry for entry in entries if text in entry.title.lower()]
+
+
+@bp.get("/files/file/<int:fileId>")
+def file_info(fileId: int) -> Response:
+    """One file's FileDto; an unknown id is refused with 403, as DocSpace's GetFileAsync does."""
+    return _envelope(_file(portal().file(fileId)))
 
 
 @bp.post("/files/file/<int:fileId>/copyas")
@@ -502,6 +527,25 @@ def person_by_email() -> Response:
 def current_user() -> Response:
     """The user the API key belongs to."""
     return _envelope(_employee(portal().user(OWNER_ID)))
+
+
+@bp.get("/people/<userid>")
+def person(userid: str) -> Response:
+    """One user by id."""
+    return _envelope(_employee(portal().visible_user(userid)))
+
+
+@bp.get("/people/filter")
+def people_filter() -> Response:
+    """Users whose name or e-mail contains filterValue, paged (count at most 100), with the total."""
+    page, _, total = _page(portal().search_users(request.args.get("filterValue", "")))
+    return _envelope([_employee(user) for user in page], total=total)
+
+
+@bp.get("/settings/version/build")
+def build_version() -> Response:
+    """The portal's version (VersionController; anonymous). documentServer is null, so omitted: no Docs here."""
+    return _envelope({"docSpace": DOCSPACE_VERSION, "documentServer": None})
 
 
 @bp.route("/<path:unknown>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])

@@ -38,6 +38,13 @@ MAX_EXTERNAL_LINKS = {1: 1, 5: 6, 6: 6}
 INVITATION, EXTERNAL = 0, 1
 
 ROLE_NOT_AVAILABLE = "The role is not available for this user type"
+# FilesCommonResource.ErrorMessage_FileNotFound, which GET files/file/{id} raises as an InvalidOperationException (403).
+FILE_NOT_FOUND = "The required file was not found"
+# ItemNotFoundException of GET people/{userid} (UserController.GetById).
+USER_NOT_FOUND = "User not found"
+# What GET settings/version/build reports as docSpace (the appsettings version:number): the release the sandbox's
+# facts come from (../shared/reference/docspace-api.md).
+DOCSPACE_VERSION = "3.7.2"
 LINK_NOT_AVAILABLE = "The link type is not available for this room type"
 # Global.ReplaceInvalidCharsAndTruncate: DocSpace silently rewrites these characters in titles.
 _INVALID_TITLE_CHARS = re.compile(r'[\t*+:"<>?|\\/]')
@@ -232,6 +239,24 @@ class Portal:
             self._users[user.id] = user
         return user
 
+    def visible_user(self, user_id: str) -> User:
+        """The user with that id, as GET people/{userid} finds them: 404 if none, 403 if the caller may not see them."""
+        with self._lock:
+            user = self._users.get(user_id.strip().lower())
+        if user is None:
+            raise not_found(USER_NOT_FOUND)
+        if user.hidden:
+            raise access_denied()
+        return user
+
+    def search_users(self, text: str) -> list[User]:
+        """The visible users whose name or e-mail contains the text (any case), by display name."""
+        wanted = text.strip().lower()
+        with self._lock:
+            found = [user for user in self._users.values() if not user.hidden
+                     and any(wanted in value.lower() for value in (user.display_name, user.email))]
+        return sorted(found, key=lambda user: (user.display_name.lower(), user.id))
+
     def _find_email(self, email: str) -> User | None:
         """The user whose email matches, ignoring case."""
         wanted = email.strip().lower()
@@ -254,6 +279,14 @@ class Portal:
         if folder is None or folder.room_type is None:
             raise not_found("The room not found")
         return folder
+
+    def file(self, file_id: int) -> File:
+        """The file with that id; DocSpace refuses an unknown one with 403 (InvalidOperationException), not 404."""
+        with self._lock:
+            file = self._files.get(file_id)
+        if file is None:
+            raise invalid_operation(FILE_NOT_FOUND)
+        return file
 
     def root(self, folder: Folder) -> Folder:
         """The top-level folder (My documents, Rooms or Archive) the folder lives under."""
