@@ -224,16 +224,19 @@ def _callback(sandbox_url: str, index: int) -> dict | None:
 
 
 def burst(workdir: Path, deals: int, latency_ms: int, concurrency: int, worker_concurrency: int,
-          max_writes: int) -> dict:
-    """deals deliveries at once: acknowledgement, drain time, DocSpace write concurrency, memory."""
+          max_writes: int, workers: int = 1) -> dict:
+    """deals deliveries at once to a fleet of workers: acknowledgement, drain time, DocSpace write concurrency
+    across the fleet (the sandbox refuses a write beyond max_writes with 429, as DocSpace does), memory."""
     sandbox, sandbox_url = start_sandbox(workdir, API_KEY)
-    requests.put(f"{sandbox_url}/_sandbox/config", json={"latency_ms": latency_ms}, timeout=5)
+    requests.put(f"{sandbox_url}/_sandbox/config", json={"latency_ms": latency_ms, "max_concurrent_writes": max_writes},
+                 timeout=5)
     env = service_env(workdir, sandbox_url, f"{sandbox_url}/crm/callbacks",
                       WORKER_CONCURRENCY=str(worker_concurrency), DOCSPACE_MAX_CONCURRENT_WRITES=str(max_writes),
                       DOCSPACE_RATE_PER_MINUTE="1000000")
     port = free_port()
     web = start_web(env, workdir, port, name="burst-web")
-    worker = start_worker(env, workdir, name="burst-worker")
+    fleet = [start_worker(env, workdir, name=f"burst-worker-{index}") for index in range(workers)]
+    worker = fleet[0]
     memory_before = memory_kib(worker.popen.pid)
     try:
         jobs = signed_deals(deals, "B")
@@ -245,15 +248,18 @@ def burst(workdir: Path, deals: int, latency_ms: int, concurrency: int, worker_c
         state = requests.get(f"{sandbox_url}/_sandbox/state", timeout=60).json()
         calls = requests.get(f"{sandbox_url}/_sandbox/calls", timeout=60).json()
         cpu = {"web": round(sum(cpu_seconds(pid) for pid in gunicorn_processes(web)), 1),
-               "worker": round(cpu_seconds(worker.popen.pid), 1), "sandbox": round(cpu_seconds(sandbox.popen.pid), 1)}
+               "worker": round(sum(cpu_seconds(member.popen.pid) for member in fleet), 1),
+               "sandbox": round(cpu_seconds(sandbox.popen.pid), 1)}
         memory = {"web": {str(pid): memory_kib(pid) for pid in gunicorn_processes(web)},
                   "worker": memory_kib(worker.popen.pid), "worker_before": memory_before,
                   "sandbox": memory_kib(sandbox.popen.pid)}
     finally:
-        worker.stop()
+        for member in fleet:
+            member.stop()
         web.stop()
         sandbox.stop()
     writes = sum(1 for call in calls if call["method"] != "GET")
+    refused = sum(1 for call in calls if call["status"] == 429)
     bound = writes * latency_ms / 1000 / max_writes
     return {"deals": deals, "latency_ms": latency_ms, "client_connections": concurrency,
             "worker_concurrency": worker_concurrency, "configured_max_writes": max_writes,
@@ -262,7 +268,7 @@ def burst(workdir: Path, deals: int, latency_ms: int, concurrency: int, worker_c
             "drain_seconds": round(drained, 2), "writes": writes, "writes_per_onboarding": round(writes / deals, 2),
             "concurrency_bound_seconds": round(bound, 2), "vs_bound": round(drained / bound, 3),
             "peak_concurrent_writes": state["peak_concurrent_writes"], "rooms": len(state["rooms"]),
-            "memory": memory, "cpu_seconds": cpu}
+            "workers": workers, "refused_429": refused, "memory": memory, "cpu_seconds": cpu}
 
 
 def _callback_count(sandbox_url: str) -> int:
@@ -304,13 +310,15 @@ def table(report: dict) -> str:
         worker = b["memory"]["worker"]
         web_peak = max(entry["peak_kib"] for entry in b["memory"]["web"].values())
         lines += [f"burst ({b['deals']} deals at once over {b['client_connections']} connections; every call "
-                  f"{b['latency_ms']} ms; worker concurrency {b['worker_concurrency']}, "
-                  f"max {b['configured_max_writes']} concurrent writes):",
+                  f"{b['latency_ms']} ms; {b.get('workers', 1)} worker process(es), concurrency "
+                  f"{b['worker_concurrency']} each, max {b['configured_max_writes']} concurrent writes for the fleet, "
+                  f"the sandbox refusing more with 429):",
                   f"  all acknowledged in {b['ack_seconds']} s (p99 {b['ack_p99_ms']} ms, max {b['ack_max_ms']} ms, "
                   f"statuses {b['ack_statuses']})",
                   f"  all complete in {b['drain_seconds']} s; bound {b['writes']} writes x L / "
                   f"{b['configured_max_writes']} = {b['concurrency_bound_seconds']} s ({b['vs_bound']:.2f}x)",
-                  f"  peak concurrent DocSpace writes: {b['peak_concurrent_writes']}; rooms: {b['rooms']}",
+                  f"  peak concurrent DocSpace writes (whole fleet): {b['peak_concurrent_writes']}; 429s: "
+                  f"{b.get('refused_429', 'not counted')}; rooms: {b['rooms']}",
                   f"  CPU seconds used: web {b['cpu_seconds']['web']}, worker {b['cpu_seconds']['worker']}, "
                   f"sandbox {b['cpu_seconds']['sandbox']}",
                   f"  peak RSS: worker {worker['peak_kib'] // 1024} MiB (idle before the burst "
@@ -333,6 +341,7 @@ def main() -> None:
     parser.add_argument("--burst-connections", type=int, default=64, help="burst: client connections")
     parser.add_argument("--worker-concurrency", type=int, default=32, help="burst: onboardings a worker runs at once")
     parser.add_argument("--max-writes", type=int, default=15, help="burst: DOCSPACE_MAX_CONCURRENT_WRITES")
+    parser.add_argument("--workers", type=int, default=1, help="burst: worker processes sharing the limits")
     parser.add_argument("--postgres", metavar="URL", help="run on PostgreSQL: a server URL such as "
                         "postgresql://postgres@127.0.0.1:5432/postgres, where each scenario creates (and then drops) "
                         "a database of its own; SQLite files otherwise")
@@ -366,7 +375,7 @@ def run_scenarios(chosen: list[str], args: argparse.Namespace, scratch: Path, re
         report["onboarding"] = one_onboarding(_fresh(scratch, "onboarding"), args.latency_ms, args.runs)
     if "burst" in chosen:
         report["burst"] = burst(_fresh(scratch, "burst"), args.deals, args.burst_latency_ms,
-                                args.burst_connections, args.worker_concurrency, args.max_writes)
+                                args.burst_connections, args.worker_concurrency, args.max_writes, args.workers)
 
 
 def _fresh(scratch: Path, name: str) -> Path:
