@@ -20,7 +20,7 @@ MIGRATION_COMMANDS = ("upgrade", "current")
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
     """The Flask app, from the environment's settings unless given (or services already built); raises
     ConfigError on a bad setting."""
-    from onboarding import admin, cli, console, health, metrics, retention, status, webhooks
+    from onboarding import admin, check, cli, console, health, lookup, metrics, retention, status, unavailable, webhooks
 
     logs.configure()
     # Every /readyz reads the schema revision; alembic would log two lines for each probe.
@@ -37,6 +37,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     logs.init_app(app)
     cli.init_app(app)
     retention.init_app(app)
+    check.init_app(app)
+    lookup.init_app(app)
+    unavailable.init_app(app)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

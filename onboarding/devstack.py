@@ -139,6 +139,10 @@ def main() -> None:
     if use_sandbox:  # what the write-backs need in the sandbox's CRMs, as an operator would run it
         for crm in ("hubspot", "pipedrive"):
             subprocess.run([*flask, crm, "setup"], env=env, cwd=PROJECT_DIR, capture_output=True)
+    # The preflight an operator runs against a real portal, here against what this quick start points at.
+    check = subprocess.run([*flask, "check"], env=env, cwd=PROJECT_DIR, capture_output=True, text=True)
+    _banner(["flask --app wsgi check " + ("passes:" if check.returncode == 0 else "FAILS:"),
+             *[line for line in check.stdout.splitlines() if line.strip()]])
     web = subprocess.Popen([python, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind",
                             f"127.0.0.1:{port}", "wsgi:app"], env=env, cwd=PROJECT_DIR)
     children.append(("web", web))

@@ -41,8 +41,10 @@ SCHEMA = "onboarding_limits"
 # How long a write slot is held at most without being released (a worker killed mid-call): the call's own timeout
 # plus this.
 SLOT_GRACE_SECONDS = 5.0
-# Waiting for a write slot: poll again after a random pause in this range (seconds).
-SLOT_POLL = (0.01, 0.04)
+# Waiting for a write slot: poll again after a random pause in this range (seconds). One thread of a process polls
+# at a time (the others queue behind it in the process), so a fleet polls a few times per pause, not once per
+# waiting thread.
+SLOT_POLL = (0.005, 0.02)
 RETRY_STORE_AFTER_SECONDS = 5.0
 LOCK_ID = 4_242_001
 # Connections of one process to the shared state: its transactions are a few statements long, so a few suffice,
@@ -251,6 +253,10 @@ class FleetLimiter:
         self._fallback: Limiter | None = None
         self._store_down_until = 0.0
         self._lock = threading.Lock()
+        self._next_writer = threading.Lock()
+        # Rung when this process gives a write slot back: its waiting writer asks again at once instead of at its
+        # next poll (slots freed by other processes are found by polling).
+        self._slot_freed = threading.Condition()
 
     @contextmanager
     def slot(self, write: bool) -> Iterator[None]:
@@ -265,6 +271,8 @@ class FleetLimiter:
         finally:
             if write:
                 self._quietly(lambda: self.store.release(call_id))
+                with self._slot_freed:
+                    self._slot_freed.notify()
 
     def pause(self, seconds: float) -> None:
         """No process of the fleet calls this API for the next seconds."""
@@ -277,6 +285,13 @@ class FleetLimiter:
 
     def _take(self, call_id: str, write: bool) -> bool:
         """Wait until the store admits the call; False when the store cannot be reached (use the fallback)."""
+        if not write:
+            return self._take_turn(call_id, write)
+        with self._next_writer:
+            return self._take_turn(call_id, write)
+
+    def _take_turn(self, call_id: str, write: bool) -> bool:
+        """_take's loop: ask the store until it admits the call."""
         while True:
             if time.monotonic() < self._store_down_until:
                 return False
@@ -288,7 +303,11 @@ class FleetLimiter:
                 return False
             if wait <= 0:
                 return True
-            time.sleep(wait)
+            if write:
+                with self._slot_freed:
+                    self._slot_freed.wait(wait)
+            else:
+                time.sleep(wait)
 
     def _quietly(self, action: Callable[[], object]) -> bool:
         """Run a store action; False (logged once) when the store cannot be reached."""
