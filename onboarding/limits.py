@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import random
 import threading
 import time
@@ -51,15 +52,57 @@ LOCK_ID = 4_242_001
 # and a fleet of workers must stay well inside the database's max_connections (100 by default on PostgreSQL).
 POOL_SIZE, POOL_OVERFLOW = 3, 2  # the advisory lock taken while the tables are made
 
+# Calls are counted per bucket of a sixtieth of the window (a second of DocSpace's minute): a call is admitted only
+# while the buckets that overlap the window hold fewer than the rate, so the sliding window's limit is never passed,
+# and counting reads at most 61 small rows instead of every call of the window.
+BUCKETS_PER_WINDOW = 60
+SLOT_BUSY = -1.0  # what try_acquire answers when the write slots are all taken
+
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS {p}limit_keys (key VARCHAR(80) PRIMARY KEY, paused_until {real} NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS {p}limit_calls (call_id VARCHAR(32) PRIMARY KEY, key VARCHAR(80) NOT NULL, "
-    "at {real} NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS limit_calls_key_at ON {p}limit_calls (key, at)",
+    "CREATE TABLE IF NOT EXISTS {p}limit_buckets (key VARCHAR(80) NOT NULL, slot BIGINT NOT NULL, "
+    "calls INTEGER NOT NULL, PRIMARY KEY (key, slot))",
     "CREATE TABLE IF NOT EXISTS {p}limit_writes (call_id VARCHAR(32) PRIMARY KEY, key VARCHAR(80) NOT NULL, "
     "holder VARCHAR(100) NOT NULL, expires_at {real} NOT NULL)",
     "CREATE INDEX IF NOT EXISTS limit_writes_key ON {p}limit_writes (key)",
 )
+# On PostgreSQL the decision is one function call: one round trip, the key's row locked only while it runs.
+_PG_TRY_ACQUIRE = f"""
+CREATE OR REPLACE FUNCTION {SCHEMA}.try_acquire(p_key text, p_call text, p_holder text, p_write boolean,
+    p_max integer, p_rate integer, p_window double precision, p_width double precision,
+    p_lease double precision, p_now double precision) RETURNS double precision LANGUAGE plpgsql AS $$
+DECLARE
+    paused double precision;
+    total bigint;
+    oldest bigint;
+    writes integer;
+BEGIN
+    SELECT paused_until INTO paused FROM {SCHEMA}.limit_keys WHERE key = p_key FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO {SCHEMA}.limit_keys (key, paused_until) VALUES (p_key, 0) ON CONFLICT DO NOTHING;
+        SELECT paused_until INTO paused FROM {SCHEMA}.limit_keys WHERE key = p_key FOR UPDATE;
+    END IF;
+    IF paused > p_now THEN
+        RETURN paused - p_now;
+    END IF;
+    DELETE FROM {SCHEMA}.limit_buckets WHERE key = p_key AND slot < floor((p_now - p_window) / p_width);
+    SELECT coalesce(sum(calls), 0), min(slot) INTO total, oldest FROM {SCHEMA}.limit_buckets WHERE key = p_key;
+    IF total >= p_rate THEN
+        RETURN greatest(0.001, (oldest + 1) * p_width + p_window - p_now);
+    END IF;
+    IF p_write THEN
+        DELETE FROM {SCHEMA}.limit_writes WHERE key = p_key AND expires_at < p_now;
+        SELECT count(*) INTO writes FROM {SCHEMA}.limit_writes WHERE key = p_key;
+        IF writes >= p_max THEN
+            RETURN {SLOT_BUSY};
+        END IF;
+        INSERT INTO {SCHEMA}.limit_writes (call_id, key, holder, expires_at)
+            VALUES (p_call, p_key, p_holder, p_now + p_lease);
+    END IF;
+    INSERT INTO {SCHEMA}.limit_buckets (key, slot, calls) VALUES (p_key, floor(p_now / p_width)::bigint, 1)
+        ON CONFLICT (key, slot) DO UPDATE SET calls = {SCHEMA}.limit_buckets.calls + 1;
+    RETURN 0;
+END $$"""
 
 
 @dataclass(frozen=True)
@@ -85,117 +128,111 @@ class LimitStore:
             event.listen(self.engine, "connect", _side_file_pragmas)
             prefix, real, self.marker = "", "REAL", "?"
         else:
-            self.engine = create_engine(db.url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_pre_ping=True)
+            # Every statement is its own transaction: the decision is a function, the rest single statements.
+            self.engine = create_engine(db.url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_pre_ping=True,
+                                        isolation_level="AUTOCOMMIT")
             prefix, real, self.marker = f"{SCHEMA}.", "DOUBLE PRECISION", "%s"
         self.prefix = prefix
         self._tables = [statement.format(p=prefix, real=real) for statement in _TABLES]
         if not self.is_sqlite:
             self._tables = [f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"] + [
-                statement.replace("CREATE TABLE", "CREATE UNLOGGED TABLE") for statement in self._tables]
+                statement.replace("CREATE TABLE", "CREATE UNLOGGED TABLE") for statement in self._tables
+            ] + [_PG_TRY_ACQUIRE]
         self._ready = False
         self._ready_lock = threading.Lock()
         db.on_dispose(self.engine.dispose)
 
     def try_acquire(self, key: str, call_id: str, holder: str, write: bool, max_writes: int, rate: int,
                     window: float, lease: float) -> float:
-        """Take a turn for one call if there is room: 0.0 when taken, else how long to wait before trying again."""
-        now = time.time()
-        with self._transaction(key) as (cursor, paused_until):
+        """Take a turn for one call if there is room: 0.0 when taken, SLOT_BUSY when every write slot is taken,
+        else how long to wait before trying again."""
+        now, width = time.time(), window / BUCKETS_PER_WINDOW
+        if not self.is_sqlite:
+            with self._connection() as cursor:
+                cursor.execute(f"SELECT {SCHEMA}.try_acquire(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                               (key, call_id, holder[:100], write, max_writes, rate, window, width, lease, now))
+                return cursor.fetchone()[0]
+        with self._sqlite_transaction(key) as (cursor, paused_until):
             if paused_until > now:
                 return paused_until - now
-            cursor.execute(self._sql("DELETE FROM {p}limit_calls WHERE key = ? AND at <= ?"), (key, now - window))
-            cursor.execute(self._sql("SELECT count(*), min(at) FROM {p}limit_calls WHERE key = ?"), (key,))
-            calls, oldest = cursor.fetchone()
-            if calls >= rate:
-                return max(0.001, oldest + window - now)
+            cursor.execute("DELETE FROM limit_buckets WHERE key = ? AND slot < ?",
+                           (key, math.floor((now - window) / width)))
+            cursor.execute("SELECT coalesce(sum(calls), 0), min(slot) FROM limit_buckets WHERE key = ?", (key,))
+            total, oldest = cursor.fetchone()
+            if total >= rate:
+                return max(0.001, (oldest + 1) * width + window - now)
             if write:
-                cursor.execute(self._sql("DELETE FROM {p}limit_writes WHERE key = ? AND expires_at < ?"), (key, now))
-                cursor.execute(self._sql("SELECT count(*) FROM {p}limit_writes WHERE key = ?"), (key,))
+                cursor.execute("DELETE FROM limit_writes WHERE key = ? AND expires_at < ?", (key, now))
+                cursor.execute("SELECT count(*) FROM limit_writes WHERE key = ?", (key,))
                 if cursor.fetchone()[0] >= max_writes:
-                    return random.uniform(*SLOT_POLL)
-                cursor.execute(self._sql("INSERT INTO {p}limit_writes (call_id, key, holder, expires_at) "
-                                         "VALUES (?, ?, ?, ?)"), (call_id, key, holder[:100], now + lease))
-            cursor.execute(self._sql("INSERT INTO {p}limit_calls (call_id, key, at) VALUES (?, ?, ?)"),
-                           (call_id, key, now))
+                    return SLOT_BUSY
+                cursor.execute("INSERT INTO limit_writes (call_id, key, holder, expires_at) VALUES (?, ?, ?, ?)",
+                               (call_id, key, holder[:100], now + lease))
+            cursor.execute("INSERT INTO limit_buckets (key, slot, calls) VALUES (?, ?, 1) ON CONFLICT (key, slot) "
+                           "DO UPDATE SET calls = calls + 1", (key, math.floor(now / width)))
             return 0.0
 
     def release(self, call_id: str) -> None:
         """Give a write slot back."""
-        with self._connection() as (connection, cursor):
-            cursor.execute(self._sql("DELETE FROM {p}limit_writes WHERE call_id = ?"), (call_id,))
-            self._commit(connection, cursor)
+        self._execute("DELETE FROM {p}limit_writes WHERE call_id = ?", (call_id,))
 
     def release_holder(self, holder: str) -> int:
         """Give back every write slot a (dead) worker holds; return how many."""
-        with self._connection() as (connection, cursor):
-            cursor.execute(self._sql("DELETE FROM {p}limit_writes WHERE holder = ?"), (holder[:100],))
-            released = cursor.rowcount
-            self._commit(connection, cursor)
-            return released
+        return self._execute("DELETE FROM {p}limit_writes WHERE holder = ?", (holder[:100],))
 
     def pause(self, key: str, until: float) -> None:
         """No call with this key may start before until (epoch seconds), in any process."""
-        with self._transaction(key) as (cursor, paused_until):
-            if until > paused_until:
-                cursor.execute(self._sql("UPDATE {p}limit_keys SET paused_until = ? WHERE key = ?"), (until, key))
+        latest = "max" if self.is_sqlite else "greatest"
+        self._execute("INSERT INTO {p}limit_keys (key, paused_until) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+                      f"paused_until = {latest}({{p}}limit_keys.paused_until, excluded.paused_until)", (key, until))
 
     def state(self, key: str, window: float) -> LimitState:
         """A key's writes in flight, calls in the current window and pause."""
-        now = time.time()
-        with self._connection() as (connection, cursor):
+        now, width = time.time(), window / BUCKETS_PER_WINDOW
+        with self._connection() as cursor:
             cursor.execute(self._sql("SELECT count(*) FROM {p}limit_writes WHERE key = ? AND expires_at >= ?"),
                            (key, now))
             writes = cursor.fetchone()[0]
-            cursor.execute(self._sql("SELECT count(*) FROM {p}limit_calls WHERE key = ? AND at > ?"),
-                           (key, now - window))
+            cursor.execute(self._sql("SELECT coalesce(sum(calls), 0) FROM {p}limit_buckets WHERE key = ? "
+                                     "AND slot >= ?"), (key, math.floor((now - window) / width)))
             calls = cursor.fetchone()[0]
             cursor.execute(self._sql("SELECT paused_until FROM {p}limit_keys WHERE key = ?"), (key,))
             row = cursor.fetchone()
-            self._commit(connection, cursor)
         return LimitState(writes, calls, row[0] if row else 0.0)
 
-    @contextmanager
-    def _transaction(self, key: str) -> Iterator[tuple]:
-        """A transaction holding the key's row, so that one process at a time decides about that key."""
-        with self._connection() as (connection, cursor):
-            if self.is_sqlite:
-                cursor.execute("BEGIN IMMEDIATE")
-            select = "SELECT paused_until FROM {p}limit_keys WHERE key = ?" + ("" if self.is_sqlite else " FOR UPDATE")
-            cursor.execute(self._sql(select), (key,))
-            row = cursor.fetchone()
-            if row is None:
-                cursor.execute(self._sql("INSERT INTO {p}limit_keys (key, paused_until) VALUES (?, 0) "
-                                         "ON CONFLICT DO NOTHING"), (key,))
-                cursor.execute(self._sql(select), (key,))
-                row = cursor.fetchone()
-            # On an error the pool rolls the connection back when it is returned.
-            yield cursor, row[0]
-            self._commit(connection, cursor)
+    def _execute(self, statement: str, parameters: tuple) -> int:
+        """One statement in a transaction of its own; the rows it touched."""
+        with self._connection() as cursor:
+            cursor.execute(self._sql(statement), parameters)
+            return cursor.rowcount
 
     @contextmanager
-    def _connection(self) -> Iterator[tuple]:
-        """A pooled driver connection and a cursor, the tables made on first use."""
+    def _sqlite_transaction(self, key: str) -> Iterator[tuple]:
+        """A writing transaction of the side file (one process at a time), with the key's pause."""
+        with self._connection() as cursor:
+            cursor.execute("BEGIN IMMEDIATE")
+            cursor.execute("SELECT paused_until FROM limit_keys WHERE key = ?", (key,))
+            row = cursor.fetchone()
+            # On an error the pool rolls the connection back when it is returned.
+            yield cursor, row[0] if row else 0.0
+            cursor.execute("COMMIT")
+
+    @contextmanager
+    def _connection(self) -> Iterator:
+        """A pooled driver connection (autocommit) and a cursor, the tables made on first use."""
         self._ensure_tables()
         connection = self.engine.raw_connection()
         try:
             cursor = connection.cursor()
             try:
-                yield connection, cursor
+                yield cursor
             finally:
                 cursor.close()
         finally:
             connection.close()
 
-    def _commit(self, connection, cursor) -> None:
-        """Commit what the cursor did (SQLite runs in autocommit mode with explicit BEGINs)."""
-        if self.is_sqlite:
-            if connection.driver_connection.in_transaction:
-                cursor.execute("COMMIT")
-        else:
-            connection.commit()
-
     def _ensure_tables(self) -> None:
-        """Create the schema and tables once per process."""
+        """Create the schema, tables (and on PostgreSQL the function) once per process."""
         if self._ready:
             return
         with self._ready_lock:
@@ -205,13 +242,12 @@ class LimitStore:
             try:
                 cursor = connection.cursor()
                 # One process at a time: "IF NOT EXISTS" alone still races on PostgreSQL's catalogs.
-                cursor.execute("BEGIN IMMEDIATE" if self.is_sqlite else f"SELECT pg_advisory_xact_lock({LOCK_ID})")
-                for statement in self._tables:
-                    cursor.execute(statement)
-                if self.is_sqlite:
-                    cursor.execute("COMMIT")
-                else:
-                    connection.commit()
+                cursor.execute("BEGIN IMMEDIATE" if self.is_sqlite else f"SELECT pg_advisory_lock({LOCK_ID})")
+                try:
+                    for statement in self._tables:
+                        cursor.execute(statement)
+                finally:
+                    cursor.execute("COMMIT" if self.is_sqlite else f"SELECT pg_advisory_unlock({LOCK_ID})")
             finally:
                 connection.close()
             self._ready = True
@@ -301,11 +337,11 @@ class FleetLimiter:
             except Exception as error:  # the database is away: our own share of the limits, for a while
                 self._store_unreachable(error)
                 return False
-            if wait <= 0:
+            if wait == 0:
                 return True
-            if write:
+            if wait == SLOT_BUSY:
                 with self._slot_freed:
-                    self._slot_freed.wait(wait)
+                    self._slot_freed.wait(random.uniform(*SLOT_POLL))
             else:
                 time.sleep(wait)
 

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from onboarding.db import Database
-from onboarding.limits import FleetLimiter, LimitStore
+from onboarding.limits import SLOT_BUSY, FleetLimiter, LimitStore
 from tests.conftest import ADMIN_TOKEN, deal_payload, service_env, signed
 from tests.processes import ROOT, free_port, start_web, start_worker, wait_until
 
@@ -102,7 +102,7 @@ def test_a_dead_holders_slots_come_back(database_url):
     db = Database(database_url)
     store = LimitStore(db)
     assert store.try_acquire("k", "call-1", "host:1", True, 1, 100, 60.0, 30.0) == 0.0
-    assert store.try_acquire("k", "call-2", "host:2", True, 1, 100, 60.0, 30.0) > 0
+    assert store.try_acquire("k", "call-2", "host:2", True, 1, 100, 60.0, 30.0) == SLOT_BUSY
     assert store.release_holder("host:1") == 1
     assert store.try_acquire("k", "call-2", "host:2", True, 1, 100, 60.0, 30.0) == 0.0
     db.dispose()
