@@ -106,9 +106,14 @@ class Worker:
                 work = queue.load_work(self.db, claim.onboarding_id)
                 source = work.deal.source
                 crm = self.services.crms.get(source)
-                if crm is None:
-                    # Its CRM was switched off since: leave the onboarding for a worker that has it.
-                    raise RuntimeError(f"the {source} CRM is not configured in this worker")
+                if crm is None:  # its CRM was switched off since it was recorded: say so, do not loop on it
+                    message = (f"the {source} CRM is not configured in this worker: set its settings "
+                               "(README.md, Settings), restart the workers, then retry")
+                    queue.finish(self.db, claim, "failed", last_error={
+                        "step": None, "message": message, "kind": "permanent", "attempts": claim.attempts,
+                        "at": utcnow().isoformat(timespec="seconds")})
+                    log.error("onboarding failed: %s", message, extra={"outcome": "failed"})
+                    return "failed"
                 ctx = RunContext(work, self.services.plan, self.services.docspace, crm.write_back,
                                  self.settings.account_manager_id)
                 run = Run(self.db, claim, self.services.steps(source), ctx, self._step_pool, self.policy,

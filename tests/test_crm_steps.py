@@ -179,3 +179,15 @@ def test_hubspot_429_waits_by_its_policy():
     assert rate_limit_wait(Answer({"policyName": "TEN_SECONDLY_ROLLING"}, {"Retry-After": "3"})) == 3.0
     late = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
     assert rate_limit_wait(Answer({"policyName": "DAILY"}), now=late) == 3600.0
+
+
+def test_an_onboarding_whose_crm_was_switched_off_fails_saying_so(world):
+    answer = world.web.post("/webhooks/pipedrive", auth=("u", "p"), json={
+        "meta": {"action": "change", "entity": "deal", "entity_id": "9", "id": str(uuid.uuid4()),
+                 "company_id": str(COMPANY_ID), "version": "2.0"},
+        "data": {"id": 9, "status": "won"}, "previous": {"status": "open"}})
+    assert answer.status_code == 202
+    del world.services.crms["pipedrive"]  # as a worker started without PIPEDRIVE_* settings
+    failed = world.work()
+    assert failed["status"] == "failed"
+    assert failed["last_error"]["message"].startswith("the pipedrive CRM is not configured in this worker")
