@@ -28,7 +28,7 @@ from bench.parts import CALLS, accept_parts
 from onboarding.signatures import parse_secret, signed_headers
 from tests.processes import ROOT, Process, free_port, run_flask, start_sandbox, start_web, start_worker, wait_until
 
-ROUNDS = 3
+ROUNDS = 5
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 API_KEY = "sk-bench-" + secrets.token_hex(8)
 ADMIN_TOKEN = secrets.token_hex(16)
@@ -122,9 +122,12 @@ def accept_path(workdir: Path, requests_count: int, concurrency: int) -> dict:
     The floor (bench/floor.py) is the same app with the validation, the durable write and the log line taken
     out: the most any implementation of that work could reach.
     """
-    env = service_env(workdir, "http://127.0.0.1:9", "http://127.0.0.1:9/crm")
+    # No worker is recycled in the middle of a round (gunicorn's max_requests would, every ~10,000 requests).
+    env = {**service_env(workdir, "http://127.0.0.1:9", "http://127.0.0.1:9/crm"), "WEB_MAX_REQUESTS": "0",
+           "PEER_DATABASE_URL": f"sqlite:///{workdir / 'peer.db'}"}
     servers = {}
-    for name, target in (("trivial", "bench.trivial:app"), ("deal-won", "wsgi:app"), ("floor", "bench.floor:app")):
+    for name, target in (("trivial", "bench.trivial:app"), ("deal-won", "wsgi:app"), ("floor", "bench.floor:app"),
+                         ("peer", "bench.peer:app")):
         port = free_port()
         servers[name] = (port, Process(f"accept-{name}", [os.sys.executable, "-m", "gunicorn", "-c",
                                                            "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
@@ -151,12 +154,19 @@ def accept_path(workdir: Path, requests_count: int, concurrency: int) -> dict:
         for _, process in servers.values():
             process.stop()
     figures = {name: sorted(results, key=lambda run: run["rps"])[len(results) // 2] for name, results in runs.items()}
-    real, trivial, floor = figures["deal-won"], figures["trivial"], figures["floor"]
+    real, trivial, floor, peer = figures["deal-won"], figures["trivial"], figures["floor"], figures["peer"]
+    # Each round's ratios, from the runs that took turns in it, and their medians.
+    vs_trivial = [ours["rps"] / base["rps"] for ours, base in zip(runs["deal-won"], runs["trivial"], strict=True)]
+    vs_peer = [ours["rps"] / base["rps"] for ours, base in zip(runs["deal-won"], runs["peer"], strict=True)]
     return {"concurrency": concurrency, "requests": requests_count, "rounds": ROUNDS,
             "rps_per_round": {name: [round(run["rps"]) for run in results] for name, results in runs.items()},
             "cpu_split_per_round": {name: [run["cpu_split"] for run in results] for name, results in runs.items()},
-            "trivial": _brief(trivial), "deal_won": _brief(real), "floor": _brief(floor),
+            "trivial": _brief(trivial), "deal_won": _brief(real), "floor": _brief(floor), "peer": _brief(peer),
             "ratio": real["rps"] / trivial["rps"], "floor_ratio": floor["rps"] / trivial["rps"],
+            "vs_trivial_per_round": [round(ratio, 3) for ratio in vs_trivial],
+            "vs_peer_per_round": [round(ratio, 2) for ratio in vs_peer],
+            "vs_trivial_median": round(statistics.median(vs_trivial), 3),
+            "vs_peer_median": round(statistics.median(vs_peer), 2),
             "web_workers": _web_workers(env)}
 
 
@@ -285,13 +295,24 @@ def table(report: dict) -> str:
         lines += [f"accept path ({accept['requests']} distinct signed events, {accept['concurrency']} connections, "
                   f"gunicorn {accept['web_workers']}; median of {accept['rounds']} alternating rounds):",
                   f"  {'endpoint':10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'CPU ms/req':>11}"]
-        for name in ("trivial", "deal_won", "floor"):
+        for name in ("trivial", "deal_won", "floor", "peer"):
+            if name not in accept:
+                continue
             row = accept[name]
             lines.append(f"  {name:10} {row['rps']:8.0f} {row['p50_ms']:8.1f} {row['p99_ms']:8.1f} "
                          f"{row['max_ms']:8.1f} {row['cpu_ms_per_request']:11.2f}")
         lines.append(f"  deal-won / trivial throughput: {accept['ratio']:.0%}; floor / trivial: "
                      f"{accept['floor_ratio']:.0%} (floor: deal-won without validation, durable write or log line)")
-        for name, label in (("trivial", "trivial"), ("deal-won", "deal_won"), ("floor", "floor")):
+        if "vs_peer_per_round" in accept:
+            lines.append("  deal-won / trivial per round: " + ", ".join(
+                f"{ratio:.0%}" for ratio in accept["vs_trivial_per_round"])
+                + f" (median {accept['vs_trivial_median']:.0%}); deal-won / peer per round: "
+                + ", ".join(f"{ratio:.2f}x" for ratio in accept["vs_peer_per_round"])
+                + f" (median {accept['vs_peer_median']:.2f}x); p99 deal-won / trivial: "
+                + f"{accept['deal_won']['p99_ms'] / accept['trivial']['p99_ms']:.2f}x")
+        for name, label in (("trivial", "trivial"), ("deal-won", "deal_won"), ("floor", "floor"), ("peer", "peer")):
+            if name not in accept["rps_per_round"]:
+                continue
             rounds = ", ".join(f"{rps} ({'/'.join(f'{share:.0%}' for share in split)})" for rps, split in
                                zip(accept["rps_per_round"][name], accept["cpu_split_per_round"][name], strict=True))
             lines.append(f"  {label} rounds, req/s (CPU split between gunicorn's processes): {rounds}")

@@ -6,6 +6,7 @@ enrichment steps and write-back), status links. Tests pass their own in (e.g. an
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from onboarding.config import ConfigError, Settings
@@ -40,9 +41,9 @@ class Services:
     limiters: dict[str, FleetLimiter] = field(default_factory=dict)
     _steps: dict[str, list[Step]] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def sources(self) -> dict[str, Source]:
-        """The source of every CRM that is on, by name."""
+        """The source of every CRM that is on, by name (made once: it is looked up on every delivery)."""
         return {name: crm.source for name, crm in self.crms.items()}
 
     def steps(self, source: str) -> list[Step]:

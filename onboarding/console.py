@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
@@ -283,10 +284,22 @@ def _portal_links(portal: str, summary: dict) -> list[dict]:
     return links
 
 
+class ConsoleSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, for the console's pages only: every other request (a webhook above all)
+    skips reading and signing a cookie it never uses."""
+
+    def open_session(self, app, request):
+        """The console's session; None (Flask's null session) anywhere else."""
+        if not request.path.startswith(bp.url_prefix):
+            return None
+        return super().open_session(app, request)
+
+
 def init_app(app) -> None:
     """Register the console and set up its session cookie."""
     settings = app.extensions["onboarding"].settings
     app.secret_key = settings.secret_key
+    app.session_interface = ConsoleSessions()
     app.config.update(SESSION_COOKIE_NAME="onboarding_console", SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_PATH="/console",
                       SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"))
