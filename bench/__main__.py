@@ -145,6 +145,8 @@ def accept_path(workdir: Path, requests_count: int, concurrency: int) -> dict:
                 workers = gunicorn_processes(master)[1:]
                 before = [cpu_seconds(pid) for pid in workers]
                 run = hammer(url, signed_deals(requests_count, f"A{round_number}{name}"), concurrency)
+                if set(run["statuses"]) - {200, 202}:
+                    raise RuntimeError(f"{name} answered {run['statuses']} in round {round_number + 1}")
                 used = [cpu_seconds(pid) - start for pid, start in zip(workers, before, strict=True)]
                 # The CPU of gunicorn's processes per request, and how it split between them.
                 run["cpu_ms_per_request"] = sum(used) * 1000 / run["requests"]

@@ -19,7 +19,7 @@ from flask_sqlalchemy import SQLAlchemy
 from itsdangerous import URLSafeTimedSerializer
 from marshmallow import ValidationError
 from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from onboarding.schemas import DealWonSchema
@@ -54,7 +54,10 @@ with app.app_context():
         dbapi_connection.execute("PRAGMA synchronous=FULL")
         dbapi_connection.execute("PRAGMA busy_timeout=30000")
 
-    db.create_all()
+    try:
+        db.create_all()
+    except OperationalError:  # gunicorn's other worker process made the table at the same moment
+        pass
 
 
 @app.post("/webhooks/deal-won")
