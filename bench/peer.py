@@ -8,6 +8,7 @@ signed status link (itsdangerous). The bench compares the service with it; the s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -54,10 +55,8 @@ with app.app_context():
         dbapi_connection.execute("PRAGMA synchronous=FULL")
         dbapi_connection.execute("PRAGMA busy_timeout=30000")
 
-    try:
+    with contextlib.suppress(OperationalError):  # gunicorn's other worker process made the table at this moment
         db.create_all()
-    except OperationalError:  # gunicorn's other worker process made the table at the same moment
-        pass
 
 
 @app.post("/webhooks/deal-won")
