@@ -124,7 +124,7 @@ def outage_lines(caplog) -> list[tuple[int, str]]:
 
 def sign_in(client) -> None:
     """Give the test client a console session."""
-    with client.session_transaction() as session:
+    with client.session_transaction("/console") as session:
         session["operator"] = "tester"
         session["signed_in_at"] = time.time()
 
