@@ -253,7 +253,7 @@ def _event_bodies(services, event_ids: list[str]) -> dict[str, dict]:
         for event in db_session.scalars(select(Event).where(Event.id.in_(event_ids))):
             headers = {name: value for name, value in (event.headers or {}).items()
                        if not any(word in name.lower() for word in HIDDEN_HEADER_WORDS)}
-            purged = getattr(event, "body_purged_at", None) is not None or event.body is None
+            purged = event.body is None
             shown[event.id] = {"headers": headers, "purged": purged, "body": None if purged else _pretty(event.body)}
     return shown
 

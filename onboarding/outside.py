@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import requests
 
@@ -86,16 +87,4 @@ class OutsideApi:
 
     def _turn(self, write: bool):
         """The limiter's slot for one call (none without a limiter)."""
-        if self.limiter is None:
-            return _NoLimit()
-        return self.limiter.slot(write=write)
-
-
-class _NoLimit:
-    """A context manager that waits for nothing."""
-
-    def __enter__(self) -> None:
-        """Nothing to wait for."""
-
-    def __exit__(self, *exc) -> None:
-        """Nothing to release."""
+        return nullcontext() if self.limiter is None else self.limiter.slot(write=write)

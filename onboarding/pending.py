@@ -30,8 +30,10 @@ class PendingEvents:
     def __init__(self, services: Services) -> None:
         """Judge the pending events of the services' CRMs."""
         self.services = services
+        # Only a CRM whose source leaves events pending (HubSpot) needs this; without one, nothing to watch.
+        self.active = any(crm.resolve is not None for crm in services.crms.values())
         # Until the first pass has looked, assume there may be some (a `worker --once` must not stop before).
-        self._waiting = True
+        self._waiting = self.active
 
     def waiting(self) -> bool:
         """Whether the last pass left events pending."""
@@ -39,7 +41,7 @@ class PendingEvents:
 
     def run(self, stopping: threading.Event) -> None:
         """Judge pending events until stopping is set."""
-        while not stopping.is_set():
+        while self.active and not stopping.is_set():
             wait = INTERVAL_SECONDS
             try:
                 if not self.resolve():
@@ -52,6 +54,9 @@ class PendingEvents:
     def resolve(self) -> bool:
         """Judge one batch; False when a CRM could not be asked (the rest waits for the next pass)."""
         events = intake.pending_events(self.services.db, BATCH)
+        if not events:
+            self._waiting = False
+            return True
         try:
             for event_id, source, body in events:
                 crm = self.services.crms.get(source)
@@ -70,4 +75,4 @@ class PendingEvents:
                         log.info("pending event judged: %s", outcome, extra={"outcome": outcome})
             return True
         finally:
-            self._waiting = len(events) == BATCH or bool(intake.pending_events(self.services.db, 1))
+            self._waiting = bool(intake.pending_events(self.services.db, 1))
