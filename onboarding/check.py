@@ -33,9 +33,9 @@ from onboarding.crm.hubspot.steps import SETUP_COMMAND as HUBSPOT_SETUP
 from onboarding.crm.pipedrive.steps import FIELDS, field_keys
 from onboarding.crm.pipedrive.steps import SETUP_COMMAND as PIPEDRIVE_SETUP
 from onboarding.errors import PermanentError, ServiceError, TransientError
-from onboarding.lookup import FILES_COMMAND, PEOPLE_COMMAND, account_type
+from onboarding.lookup import FILES_COMMAND, PEOPLE_COMMAND
 from onboarding.plan import ROLES, ROOM_TYPES, Template
-from onboarding.steps import may_manage_rooms
+from onboarding.steps import account_type, may_manage_rooms
 
 LABELS = {True: "ok", False: "FAILED", None: "skipped"}
 DOCSPACE, API_KEY, ROOMS = "DocSpace", "DocSpace API key", "DocSpace API key's user may create rooms"

@@ -17,7 +17,7 @@ from flask.cli import AppGroup
 
 from onboarding.docspace import PAGE_SIZE, DocSpace
 from onboarding.errors import ServiceError
-from onboarding.steps import may_manage_rooms
+from onboarding.steps import account_type, may_manage_rooms
 
 MY_DOCUMENTS = "@my"
 PEOPLE_COMMAND = "flask --app wsgi docspace people --search NAME"
@@ -26,17 +26,6 @@ FILES_COMMAND = "flask --app wsgi docspace files --folder @my"
 docspace_cli = AppGroup("docspace", help="Find DocSpace ids: people (ACCOUNT_MANAGER_ID) and files (the plan's "
                                          "template file_ids).")
 T = TypeVar("T")
-
-
-def account_type(user: dict) -> str:
-    """A DocSpace user's account type in DocSpace's words: owner, DocSpace admin, room admin, user or guest."""
-    if user.get("isOwner"):
-        return "owner"
-    if user.get("isAdmin"):
-        return "DocSpace admin"
-    if user.get("isRoomAdmin"):
-        return "room admin"
-    return "guest" if user.get("isVisitor") else "user"
 
 
 @docspace_cli.command("people")

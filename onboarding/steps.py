@@ -190,7 +190,7 @@ def choose_manager(ctx: RunContext) -> dict:
     elif user is None:
         reason = f"the deal owner ({email}) has no DocSpace account"
     else:
-        reason = (f"the deal owner ({email}) is a DocSpace {_account_type(user)}, who cannot manage rooms (only "
+        reason = (f"the deal owner ({email}) is a DocSpace {account_type(user)}, who cannot manage rooms (only "
                   "the owner, DocSpace admins and room admins can)")
     if ctx.default_manager is None:
         raise PermanentError(f"{reason}, and no ACCOUNT_MANAGER_ID is set to fall back on: make the owner a room "
@@ -198,8 +198,14 @@ def choose_manager(ctx: RunContext) -> dict:
     return {"user_id": ctx.default_manager, "email": None, "why": f"ACCOUNT_MANAGER_ID, because {reason}"}
 
 
-def _account_type(user: dict) -> str:
-    """A DocSpace user's account type in words."""
+def account_type(user: dict) -> str:
+    """A DocSpace user's account type in DocSpace's words: owner, DocSpace admin, room admin, user or guest."""
+    if user.get("isOwner"):
+        return "owner"
+    if user.get("isAdmin"):
+        return "DocSpace admin"
+    if user.get("isRoomAdmin"):
+        return "room admin"
     return "guest" if user.get("isVisitor") else "user"
 
 
