@@ -12,6 +12,8 @@ import sys
 import tempfile
 import threading
 
+from gunicorn.glogging import Logger
+
 # Where to listen. Behind a load balancer or in a container use 0.0.0.0:8000.
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 
@@ -107,6 +109,18 @@ def child_exit(server, worker):
     multiprocess.mark_process_dead(worker.pid)
 
 
+class AppLogsRequests(Logger):
+    """gunicorn's logger, minus its access line (unless --access-logfile asks for one): the app writes each
+    request's line itself. gunicorn would otherwise write a second line per request through the configuration
+    below (any logconfig_dict switches its access log on), and spend as long preparing it as a trivial request."""
+
+    def access(self, resp, req, environ, request_time):
+        """Nothing, unless an access log file was asked for."""
+        if self.cfg.accesslog:
+            super().access(resp, req, environ, request_time)
+
+
+logger_class = AppLogsRequests
 # gunicorn's own lines (start-up, worker boot, signals, errors) as JSON, through the app's formatter, on stdout
 # beside the app's lines: one stream that a log pipeline parses line by line.
 logconfig_dict = {

@@ -20,7 +20,20 @@ MIGRATION_COMMANDS = ("upgrade", "current")
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
     """The Flask app, from the environment's settings unless given (or services already built); raises
     ConfigError on a bad setting."""
-    from onboarding import admin, check, cli, console, health, lookup, metrics, retention, status, unavailable, webhooks
+    from onboarding import (
+        admin,
+        check,
+        cli,
+        console,
+        fastpath,
+        health,
+        lookup,
+        metrics,
+        retention,
+        status,
+        unavailable,
+        webhooks,
+    )
 
     logs.configure()
     # Every /readyz reads the schema revision; alembic would log two lines for each probe.
@@ -52,6 +65,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.logger.exception("unhandled error")
         return jsonify(error="Internal error; it has been logged."), 500
 
+    fastpath.install(app)
     return app
 
 

@@ -35,12 +35,18 @@ class Receipt:
 
 
 def record_delivery(db: Database, source: str, delivery_id: str, headers: Mapping[str, str], body: bytes,
-                    verdict: Verdict) -> Receipt:
-    """Record one verified delivery and act on its verdict; safe to call concurrently for the same deal."""
-    if verdict.outcome == "accepted":
+                    verdict: Verdict, *, group: bool = True, careful: bool = True) -> Receipt | None:
+    """Record one verified delivery and act on its verdict; safe to call concurrently for the same deal.
+
+    A new deal is offered to the group commit first (unless group is False: it was, already), and whatever it
+    does not take goes the careful way (unless careful is False: then the answer is None).
+    """
+    if group and verdict.outcome == "accepted":
         receipt = _insert_new_deal(db, source, delivery_id, dict(headers), body, verdict)
         if receipt is not None:
             return receipt
+    if not careful:
+        return None
     for attempt in range(ATTEMPTS_ON_CONFLICT):
         try:
             with db.transaction() as session:

@@ -6,12 +6,13 @@ The schema itself is created only by the Alembic migrations in migrations/; thes
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from onboarding.entropy import random_bytes
 
 
 def utcnow() -> datetime:
@@ -25,7 +26,7 @@ def new_id() -> str:
     It starts with the time in milliseconds, so new rows go to the end of the primary key's index instead of a
     random page of it: a batch of new deals touches a few pages, not one per deal.
     """
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(random_bytes(10), "big")
     value = value & ~(0xF << 76) | 0x7 << 76  # version 7
     value = value & ~(0x3 << 62) | 0x2 << 62  # the RFC 9562 variant
     return f"{value:032x}"

@@ -34,6 +34,22 @@ PAGE_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsaf
                 "Referrer-Policy": "no-referrer"}
 
 
+class _Signer(TimestampSigner):
+    """itsdangerous' TimestampSigner, deriving each secret's key once rather than on every signature."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        """As TimestampSigner."""
+        super().__init__(*args, **kwargs)
+        self._derived: dict = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        """The key derived from secret_key (the newest secret when None), computed on first use."""
+        key = self._derived.get(secret_key)
+        if key is None:
+            key = self._derived[secret_key] = super().derive_key(secret_key)
+        return key
+
+
 class StatusLinks:
     """Makes and reads the tokens in status links."""
 
@@ -41,7 +57,7 @@ class StatusLinks:
         """Links under public_base_url, valid for max_age_seconds."""
         # A signed id (<id>.<time>.<signature>), not a serialized payload: it is made for every accepted webhook,
         # and signing a plain string costs a fifth of serializing one.
-        self.signer = TimestampSigner(secret_key, salt="onboarding-status")
+        self.signer = _Signer(secret_key, salt="onboarding-status")
         self.public_base_url = public_base_url
         self.max_age_seconds = max_age_seconds
 

@@ -61,6 +61,11 @@ def database_away(error: BaseException) -> bool:
     return False
 
 
+def outage_known() -> bool:
+    """Whether an outage is known and not yet seen to end (fastpath.py leaves such requests to the app)."""
+    return _away
+
+
 def answer_database_error(error: Exception):
     """503 with Retry-After when the database is away and the request needs it; otherwise what the app would do."""
     if not database_away(error):

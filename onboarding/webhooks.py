@@ -11,15 +11,18 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, jsonify, request
 
 from onboarding import logs
+from onboarding.bootstrap import Services
 from onboarding.intake import Receipt, record_delivery
 from onboarding.metrics import SIGNATURE_FAILURES, WEBHOOKS
 from onboarding.signatures import SignatureError
-from onboarding.sources import Delivery, Inbound, Source
+from onboarding.sources import Delivery, Inbound, Source, Verdict
 
 bp = Blueprint("webhooks", __name__)
 
 STATUS = {"created": 202, "duplicate": 200, "ignored": 200, "pending": 202}
 PROBLEM_STATUS = {"malformed": 400, "invalid": 422}
+# Set in the WSGI environ by fastpath.py when it offered the request's delivery to the group commit in vain.
+GROUP_COMMIT_TRIED = "onboarding.group_commit_tried"
 
 
 @bp.post("/webhooks/deal-won")
@@ -42,7 +45,8 @@ def pipedrive():
 
 def receive(name: str):
     """Handle one request from a source, if that source is switched on."""
-    source = current_app.extensions["onboarding"].sources.get(name)
+    services = current_app.extensions["onboarding"]
+    source = services.sources.get(name)
     if source is None:
         abort(404, f"The {name} source is not configured here.")
     inbound = Inbound(request.method, request.query_string, request.headers, request.get_data(cache=False))
@@ -54,21 +58,29 @@ def receive(name: str):
         logs.bind(outcome="unauthorized", reason=str(error), source=source.name)
         return jsonify(error="The request's signature could not be verified.", reason=str(error)), 401
     held = source.deliveries(inbound)
+    # The fast path (fastpath.py) offered this delivery to the group commit already: straight to the careful path.
+    group = not request.environ.get(GROUP_COMMIT_TRIED)
     if isinstance(held, Delivery):
-        return answer(record(source, inbound, held))
-    receipts = [record(source, inbound, delivery) for delivery in held]
+        return answer(services, record(services, source, inbound, held, source.judge(held.body), group=group))
+    receipts = [record(services, source, inbound, delivery, source.judge(delivery.body)) for delivery in held]
     # No line of its own: the request's one log line carries the count.
     logs.bind(outcome="batch", source=source.name)
-    return jsonify(events=[_brief(receipt) for receipt in receipts]), 200
+    return jsonify(events=[brief(services, receipt) for receipt in receipts]), 200
 
 
-def record(source: Source, inbound: Inbound, delivery: Delivery) -> Receipt:
-    """Judge and record one delivery."""
-    services = current_app.extensions["onboarding"]
-    verdict = source.judge(delivery.body)
+def record(services: Services, source: Source, inbound: Inbound, delivery: Delivery, verdict: Verdict, *,
+           group: bool = True, careful: bool = True) -> Receipt | None:
+    """Record one judged delivery, its outcome bound to the request's log line and counted.
+
+    group=False skips the group commit (it was tried); careful=False stops after it: None unless the delivery was
+    a new deal that it committed.
+    """
     kept = {name: value for name in source.headers_to_keep if (value := inbound.headers.get(name)) is not None}
     logs.bind(deal_id=verdict.deal_id)
-    receipt = record_delivery(services.db, source.name, delivery.id, kept, delivery.body, verdict)
+    receipt = record_delivery(services.db, source.name, delivery.id, kept, delivery.body, verdict, group=group,
+                              careful=careful)
+    if receipt is None:
+        return None
     # No line of its own: the request's one log line carries these.
     logs.bind(event_id=receipt.event_id, onboarding_id=receipt.onboarding_id, outcome=receipt.outcome,
               source=source.name)
@@ -76,7 +88,7 @@ def record(source: Source, inbound: Inbound, delivery: Delivery) -> Receipt:
     return receipt
 
 
-def answer(receipt: Receipt):
+def answer(services: Services, receipt: Receipt):
     """The HTTP answer to a single delivery's receipt."""
     if receipt.outcome == "rejected":
         if receipt.problem == "malformed":
@@ -85,12 +97,11 @@ def answer(receipt: Receipt):
         else:
             body = {"errors": receipt.errors, "event_id": receipt.event_id}
         return jsonify(body), PROBLEM_STATUS[receipt.problem]
-    return jsonify(_brief(receipt, with_outcome=False)), STATUS[receipt.outcome]
+    return jsonify(brief(services, receipt, with_outcome=False)), STATUS[receipt.outcome]
 
 
-def _brief(receipt: Receipt, with_outcome: bool = True) -> dict:
+def brief(services: Services, receipt: Receipt, with_outcome: bool = True) -> dict:
     """What the sender is told about one delivery."""
-    services = current_app.extensions["onboarding"]
     if receipt.outcome in ("created", "duplicate"):
         body = {"onboarding_id": receipt.onboarding_id, "status": receipt.onboarding_status,
                 "status_url": services.status_links.url(receipt.onboarding_id),
