@@ -253,16 +253,28 @@ def service_env(database_url: str, docspace_url: str, crm_url: str, **overrides:
 
 
 @pytest.fixture
-def make_app(sqlite_url):
+def accept_path() -> str:
+    """How the app answers an accepted deal-won: "fast path" (onboarding/fastpath.py, as served) or "flask" (the
+    route alone). The webhook test modules override this fixture to run each of their tests both ways."""
+    return "fast path"
+
+
+@pytest.fixture
+def make_app(sqlite_url, accept_path):
     """Build the app from a service environment (no DocSpace needed: the web app never calls it)."""
 
     def build(database_url: str = sqlite_url, **overrides: str):
         env = service_env(database_url, "http://127.0.0.1:9", "http://127.0.0.1:9/crm", **overrides)
         app = create_app(load_settings(env))
         app.config["TESTING"] = True
+        if accept_path == "flask":
+            app.wsgi_app = app.wsgi_app.flask  # the fast path's own next hop: Flask's request handling
         return app
 
     return build
+
+
+BOTH_ACCEPT_PATHS = ["fast path", "flask"]
 
 
 @pytest.fixture

@@ -43,9 +43,22 @@ from onboarding.plan import (
 )
 from onboarding.signatures import parse_secret
 from onboarding.steps import plan_steps
-from tests.conftest import GENERIC_CRM, OLD_WEBHOOK_SECRET, WEBHOOK_SECRET, deal_payload, signed
+from tests.conftest import (
+    BOTH_ACCEPT_PATHS,
+    GENERIC_CRM,
+    OLD_WEBHOOK_SECRET,
+    WEBHOOK_SECRET,
+    deal_payload,
+    signed,
+)
 
 URL = "/webhooks/deal-won"
+
+
+@pytest.fixture(params=BOTH_ACCEPT_PATHS)
+def accept_path(request) -> str:
+    """Every test here runs through the fast path and through Flask alone (see conftest.accept_path)."""
+    return request.param
 TOLERANCE = 300  # SIGNATURE_TOLERANCE_SECONDS default
 MAX_BODY = 256 * 1024  # MAX_BODY_BYTES default
 ANSWER_KEYS = {"onboarding_id", "status", "status_url", "duplicate", "event_id"}

@@ -108,3 +108,13 @@ def test_logs_are_json_lines_with_context_and_no_secrets(observed):
     for secret in secrets:
         assert secret not in everything
     assert "contact@acme.example.com" not in everything
+
+
+def test_one_line_per_request_and_none_from_gunicorn(observed):
+    stack, _ = observed
+    lines = json_lines(stack.web.output())
+    assert not [line for line in lines if line["logger"] == "gunicorn.access"]
+    served = [line for line in lines if line["message"] == "request" and line["path"] == "/webhooks/deal-won"]
+    # The fixture's four deliveries (new, repeat, refused, unsigned), each once, with its own request id.
+    assert [line["status"] for line in served] == [202, 200, 422, 401]
+    assert len({line["request_id"] for line in served}) == 4

@@ -20,12 +20,18 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from onboarding import unavailable
 from onboarding.db import Database
-from tests.conftest import ADMIN_TOKEN, deal_payload, reset_postgres, signed
+from tests.conftest import ADMIN_TOKEN, BOTH_ACCEPT_PATHS, deal_payload, reset_postgres, signed
 from tests.processes import free_port
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 AWAY = {"error": "The database is unavailable, so deliveries cannot be recorded right now; retry later."}
 GENERIC_500 = {"error": "Internal error; it has been logged."}
+
+
+@pytest.fixture(params=BOTH_ACCEPT_PATHS)
+def accept_path(request) -> str:
+    """Every test here runs through the fast path and through Flask alone (see conftest.accept_path)."""
+    return request.param
 
 
 class Forwarder:

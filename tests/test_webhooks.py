@@ -5,12 +5,19 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from onboarding.models import Event, Onboarding
-from tests.conftest import OLD_WEBHOOK_SECRET, deal_payload, signed
+from tests.conftest import BOTH_ACCEPT_PATHS, OLD_WEBHOOK_SECRET, deal_payload, signed
 
 URL = "/webhooks/deal-won"
+
+
+@pytest.fixture(params=BOTH_ACCEPT_PATHS)
+def accept_path(request) -> str:
+    """Every test here runs through the fast path and through Flask alone (see conftest.accept_path)."""
+    return request.param
 
 
 def count(app, model) -> int:
