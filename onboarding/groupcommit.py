@@ -63,15 +63,13 @@ class _Rows:
         """SELECT id or DELETE the rows whose id is one of count values."""
         return f"{action} FROM {self.table} WHERE id IN ({', '.join([self.marker] * count)})"
 
-    def parameters(self, rows: list[dict]) -> list:
-        """The driver's parameters for these rows of values, one after another."""
-        flat: list = []
-        for values in rows:
-            row = [values[column] for column in self.columns]
-            for index, converter in self.converters:
-                row[index] = converter(row[index])
-            flat += row
-        return flat
+    def parameters(self, values: dict) -> list:
+        """The driver's parameters for one row of values (a statement on several rows takes them one after
+        another)."""
+        row = [values[column] for column in self.columns]
+        for index, converter in self.converters:
+            row[index] = converter(row[index])
+        return row
 
 
 @dataclass(eq=False)  # each request's deal is itself: compared by identity
@@ -80,6 +78,9 @@ class _NewDeal:
 
     onboarding: dict
     event: dict
+    # Their rows as the driver takes them, made by the request itself before it joins the queue.
+    onboarding_parameters: list
+    event_parameters: list
     # Held from the start; released when the deal's batch is committed, or when this request is to lead the next.
     turn: threading.Lock = field(default_factory=threading.Lock)
     leads: bool = False
@@ -110,7 +111,7 @@ class GroupCommit:
 
     def insert(self, onboarding: dict, event: dict) -> bool:
         """Durably insert a new onboarding and the event that asked for it; False if either was already there."""
-        deal = _NewDeal(onboarding, event)
+        deal = _NewDeal(onboarding, event, self._onboardings.parameters(onboarding), self._events.parameters(event))
         deal.turn.acquire()
         with self._lock:
             self._waiting.append(deal)
@@ -125,13 +126,13 @@ class GroupCommit:
 
     def _lead(self, leader: _NewDeal) -> None:
         """Commit the waiting deals (the leader's among them), then hand over to whoever waits next."""
-        with self._lock:
-            batch = self._waiting[:self.max_batch]
-            del self._waiting[:self.max_batch]
+        batch: list[_NewDeal] = []
         try:
-            self._commit(batch)
+            batch = self._commit_waiting()
         finally:
             with self._lock:
+                if not batch:  # interrupted before it took its batch: each takes the careful path
+                    batch = self._take()
                 successor = self._waiting[0] if self._waiting else None
                 self._committing = successor is not None
             for deal in batch:
@@ -141,26 +142,39 @@ class GroupCommit:
                 successor.leads = True
                 successor.turn.release()
 
-    def _commit(self, batch: list[_NewDeal]) -> None:
-        """Insert the batch in one transaction; on any failure nobody's rows are in and all take the careful path."""
-        # The same order in every process, so two instances inserting the same deals never wait on each other
-        # in a cycle.
-        batch = sorted(batch, key=lambda deal: deal.onboarding["deal_id"])
+    def _take(self) -> list[_NewDeal]:
+        """The deals waiting now (up to max_batch), taken off the queue; the caller holds self._lock."""
+        batch = self._waiting[:self.max_batch]
+        del self._waiting[:self.max_batch]
+        return batch
+
+    def _commit_waiting(self) -> list[_NewDeal]:
+        """Once the database is ours to write, take the waiting deals and insert them in one transaction; return
+        them. On any failure nobody's rows are in and all take the careful path.
+
+        The batch is taken after the writer's turn comes (on SQLite, another process may hold it for a while):
+        every deal that arrived meanwhile shares this commit instead of waiting for the next one.
+        """
+        batch: list[_NewDeal] = []
         try:
-            onboardings = self._onboardings.parameters([deal.onboarding for deal in batch])
-            events = self._events.parameters([deal.event for deal in batch])
             with self.db.writer_turn():
+                with self._lock:
+                    batch = self._take()
+                # The same order in every process, so two instances inserting the same deals never wait on each
+                # other in a cycle.
+                batch.sort(key=lambda deal: deal.onboarding["deal_id"])
                 connection = self._connect()
                 cursor = connection.cursor()
                 if self.db.is_sqlite:
                     cursor.execute("BEGIN IMMEDIATE")
-                cursor.execute(self._onboardings.insert_or_skip(len(batch)), onboardings)
+                cursor.execute(self._onboardings.insert_or_skip(len(batch)),
+                               [value for deal in batch for value in deal.onboarding_parameters])
                 inserted = batch
                 if cursor.rowcount != len(inserted):  # some deals are known: the careful path answers for them
                     inserted = self._present(cursor, self._onboardings, inserted, "onboarding")
-                    events = self._events.parameters([deal.event for deal in inserted])
                 if inserted:
-                    cursor.execute(self._events.insert_or_skip(len(inserted)), events)
+                    cursor.execute(self._events.insert_or_skip(len(inserted)),
+                                   [value for deal in inserted for value in deal.event_parameters])
                     if cursor.rowcount != len(inserted):  # a known delivery id (reused for another deal's body)
                         recorded = self._present(cursor, self._events, inserted, "event")
                         orphans = [deal.onboarding["id"] for deal in inserted if deal not in recorded]
@@ -170,14 +184,18 @@ class GroupCommit:
                     cursor.execute(doorbell.NOTIFY)  # heard by the workers when (and if) this commits
                 connection.commit()
         except Exception:
+            if not batch:  # the writer's turn itself failed
+                with self._lock:
+                    batch = self._take()
             log.warning("a group commit of %d new deals failed; each is retried on its own", len(batch),
                         exc_info=True)
             self._disconnect()
-            return
+            return batch
         for deal in inserted:
             deal.inserted = True
         if inserted and self._pipe is not None:
             doorbell.ring_pipe(self._pipe)
+        return batch
 
     @staticmethod
     def _present(cursor, rows: _Rows, deals: list[_NewDeal], part: str) -> list[_NewDeal]:
