@@ -144,7 +144,7 @@ def accept_path(workdir: Path, requests_count: int, concurrency: int) -> dict:
                 url = f"http://127.0.0.1:{port}/webhooks/deal-won"
                 workers = gunicorn_processes(master)[1:]
                 before = [cpu_seconds(pid) for pid in workers]
-                run = hammer(url, signed_deals(requests_count, f"A{round_number}{name}"), concurrency)
+                run = hammer(url, signed_deals(requests_count, f"A{round_number}{name}"), concurrency, ramp=True)
                 if set(run["statuses"]) - {200, 202}:
                     raise RuntimeError(f"{name} answered {run['statuses']} in round {round_number + 1}")
                 used = [cpu_seconds(pid) - start for pid, start in zip(workers, before, strict=True)]
