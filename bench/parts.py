@@ -72,7 +72,12 @@ def _call(app, body: bytes, headers: dict) -> bytes:
     for name, value in headers.items():
         key = name.upper().replace("-", "_")
         environ[key if key == "CONTENT_TYPE" else f"HTTP_{key}"] = value
-    return b"".join(app(environ, lambda status, headers, exc_info=None: None))
+    answer = app(environ, lambda status, headers, exc_info=None: None)
+    try:
+        return b"".join(answer)
+    finally:
+        if hasattr(answer, "close"):  # as a server does once the answer is sent (the request's log line)
+            answer.close()
 
 
 @contextmanager

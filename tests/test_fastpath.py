@@ -88,8 +88,13 @@ def call(app, raw: bytes, headers: dict, **options) -> tuple[str, list[tuple[str
                              headers={"X-Request-ID": "req-1", **headers}).get_environ()
     environ.update(options)
     answer = {}
-    body = b"".join(app.wsgi_app(environ, lambda status, headers, exc_info=None: answer.update(
-        status=status, headers=headers)))
+    iterable = app.wsgi_app(environ, lambda status, headers, exc_info=None: answer.update(status=status,
+                                                                                          headers=headers))
+    try:
+        body = b"".join(iterable)
+    finally:
+        if hasattr(iterable, "close"):  # as every WSGI server does once the answer is sent
+            iterable.close()
     return answer["status"], list(answer["headers"]), body
 
 
