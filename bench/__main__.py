@@ -23,6 +23,7 @@ from pathlib import Path
 import psycopg
 import requests
 
+from bench.floor import PIECES as FLOOR
 from bench.load import hammer
 from bench.parts import CALLS, accept_parts
 from onboarding.signatures import parse_secret, signed_headers
@@ -116,18 +117,22 @@ def gunicorn_processes(master: Process) -> list[int]:
     return [master.popen.pid, *map(int, children)]
 
 
-def accept_path(workdir: Path, requests_count: int, concurrency: int) -> dict:
+def accept_path(workdir: Path, requests_count: int, concurrency: int, breakdown: bool = False) -> dict:
     """Throughput and latency of POST /webhooks/deal-won against a trivial endpoint, same gunicorn settings.
 
     The floor (bench/floor.py) is the same app with the validation, the durable write and the log line taken
-    out: the most any implementation of that work could reach.
+    out: the most any implementation of that work could reach. With breakdown, the app is also served without
+    each of those pieces alone: what each costs in a busy server.
     """
     # No worker is recycled in the middle of a round (gunicorn's max_requests would, every ~10,000 requests).
     env = {**service_env(workdir, "http://127.0.0.1:9", "http://127.0.0.1:9/crm"), "WEB_MAX_REQUESTS": "0",
            "PEER_DATABASE_URL": f"sqlite:///{workdir / 'peer.db'}"}
     servers = {}
-    for name, target in (("trivial", "bench.trivial:app"), ("deal-won", "wsgi:app"), ("floor", "bench.floor:app"),
-                         ("peer", "bench.peer:app")):
+    targets = [("trivial", "bench.trivial:app"), ("deal-won", "wsgi:app"),
+               ("floor", f"bench.floor:without{FLOOR!r}"), ("peer", "bench.peer:app")]
+    if breakdown:
+        targets += [(f"no {piece}", f"bench.floor:without({piece!r})") for piece in FLOOR]
+    for name, target in targets:
         port = free_port()
         servers[name] = (port, Process(f"accept-{name}", [os.sys.executable, "-m", "gunicorn", "-c",
                                                            "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
@@ -169,6 +174,8 @@ def accept_path(workdir: Path, requests_count: int, concurrency: int) -> dict:
             "vs_peer_per_round": [round(ratio, 2) for ratio in vs_peer],
             "vs_trivial_median": round(statistics.median(vs_trivial), 3),
             "vs_peer_median": round(statistics.median(vs_peer), 2),
+            **({"breakdown": {name.removeprefix("no "): _brief(figures[name]) for name in figures
+                              if name.startswith("no ")}} if breakdown else {}),
             "web_workers": _web_workers(env)}
 
 
@@ -318,6 +325,12 @@ def table(report: dict) -> str:
             rounds = ", ".join(f"{rps} ({'/'.join(f'{share:.0%}' for share in split)})" for rps, split in
                                zip(accept["rps_per_round"][name], accept["cpu_split_per_round"][name], strict=True))
             lines.append(f"  {label} rounds, req/s (CPU split between gunicorn's processes): {rounds}")
+        if "breakdown" in report["accept"]:
+            deal_won = report["accept"]["deal_won"]
+            lines.append("  deal-won with one piece taken out (median round): " + "; ".join(
+                f"no {piece}: {row['rps']:.0f} req/s, {row['cpu_ms_per_request']:.2f} CPU ms/req "
+                f"({deal_won['cpu_ms_per_request'] - row['cpu_ms_per_request']:+.2f} ms less)"
+                for piece, row in report["accept"]["breakdown"].items()))
     if "parts" in report:
         lines.append(f"accept path's pieces, CPU us per call in one process (no server, {CALLS} calls each):")
         lines += [f"  {name:40} {micros:8.1f}" for name, micros in report["parts"].items()]
@@ -357,6 +370,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["accept", "parts", "onboarding", "burst"], action="append")
     parser.add_argument("--requests", type=int, default=4000, help="accept path: requests per endpoint")
     parser.add_argument("--connections", type=int, default=16, help="accept path: concurrent connections")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="accept path: also serve deal-won without its validation, its write, its log line")
     parser.add_argument("--latency-ms", type=int, default=100, help="one onboarding: each call's latency")
     parser.add_argument("--runs", type=int, default=15, help="one onboarding: measured runs")
     parser.add_argument("--deals", type=int, default=2000, help="burst: deals")
@@ -390,7 +405,7 @@ def main() -> None:
 def run_scenarios(chosen: list[str], args: argparse.Namespace, scratch: Path, report: dict) -> None:
     """Run each chosen scenario in a directory of its own, adding its figures to report."""
     if "accept" in chosen:
-        report["accept"] = accept_path(_fresh(scratch, "accept"), args.requests, args.connections)
+        report["accept"] = accept_path(_fresh(scratch, "accept"), args.requests, args.connections, args.breakdown)
     if "parts" in chosen:
         env = service_env(_fresh(scratch, "parts"), "http://127.0.0.1:9", "http://127.0.0.1:9/crm")
         report["parts"] = accept_parts(env, signed_deals(2 * CALLS + 100, "P"))

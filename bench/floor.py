@@ -1,11 +1,12 @@
-"""The accept path's floor: the real app, with the work a deal-won request must do taken out.
+"""The accept path with parts of its work taken out: the floor, and where deal-won's CPU goes.
 
-Served beside the real endpoint and the trivial one, under the same gunicorn settings, it shows how much of the
-gap between them is the route itself (Flask's dispatch, our request hooks, the signature check, the metrics, the
-answer with its signed status link) and how much is the work the accept path exists for: validating the payload
-with marshmallow, committing the event durably and writing the request's log line, which are replaced here by
-no-ops. Whatever the floor's throughput is, no implementation of that work can beat it. The service never runs
-this module; it exists to be measured.
+`without("validation", "write", "log")` is the floor: the real app with the validation (marshmallow), the durable
+write and the request's log line replaced by no-ops. Served beside the real endpoint and the trivial one under the
+same gunicorn settings, it shows what the route itself costs (the fast path or Flask's dispatch, the request id,
+the signature check, the metrics, the answer with its signed status link) and what the work the accept path
+exists for costs: no implementation of that work can beat the floor. With one piece named, the app lacks only
+that piece (`--breakdown`). The service never runs this module; it exists to be measured:
+gunicorn ... "bench.floor:without('validation', 'write', 'log')".
 """
 
 from __future__ import annotations
@@ -13,13 +14,29 @@ from __future__ import annotations
 import json
 import logging
 
+from flask import Flask
+
 from onboarding import create_app
 from onboarding.domain import GENERIC, Client, Deal
 from onboarding.groupcommit import GroupCommit
 from onboarding.sources import DEAL_WON, Verdict
 
-app = create_app()
-_source = app.extensions["onboarding"].sources["generic"]
+PIECES = ("validation", "write", "log")
+
+
+def without(*pieces: str) -> Flask:
+    """The deal-won app with these pieces of its work replaced by no-ops."""
+    unknown = set(pieces) - set(PIECES)
+    if unknown:
+        raise ValueError(f"unknown pieces {sorted(unknown)}: choose from {PIECES}")
+    app = create_app()
+    if "validation" in pieces:
+        app.extensions["onboarding"].sources[GENERIC].judge = _unvalidated
+    if "write" in pieces:
+        GroupCommit.insert = lambda self, onboarding, event: True  # "committed" without touching the database
+    if "log" in pieces:
+        logging.getLogger("onboarding.http").disabled = True  # the request's one log line
+    return app
 
 
 def _unvalidated(body: bytes) -> Verdict:
@@ -30,8 +47,3 @@ def _unvalidated(body: bytes) -> Verdict:
                 client=Client(client["id"], client["name"], client["email"]),
                 manager_user_id=manager["docspace_user_id"])
     return Verdict("accepted", event_type=DEAL_WON, deal=deal, deal_id=deal.deal_id)
-
-
-_source.judge = _unvalidated
-GroupCommit.insert = lambda self, onboarding, event: True  # "committed" without touching the database
-logging.getLogger("onboarding.http").disabled = True  # the request's one log line
