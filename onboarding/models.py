@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from onboarding.entropy import random_bytes
@@ -60,6 +60,10 @@ class Event(Base):
     onboarding_id: Mapped[str | None] = mapped_column(ForeignKey("onboardings.id"), index=True)
 
 
+# The onboardings' columns a new onboarding leaves empty, filled once a worker claims it or its room exists.
+FILLED_LATER = ("claimed_by", "lease_expires_at", "room_id")
+
+
 class Onboarding(Base):
     """The work of preparing one deal's room, claimed by one worker at a time under a lease."""
 
@@ -67,6 +71,10 @@ class Onboarding(Base):
     __table_args__ = (
         UniqueConstraint("source", "account_id", "deal_id", name="uq_onboardings_source_account_deal"),
         Index("ix_onboardings_status_run_at", "status", "run_at"),
+        # Columns a new onboarding leaves empty: only filled rows are indexed (every query on them compares a value),
+        # so the insert of an accepted deal writes to none of these.
+        *(Index(f"ix_onboardings_{column}", column, sqlite_where=text(f"{column} IS NOT NULL"),
+                postgresql_where=text(f"{column} IS NOT NULL")) for column in FILLED_LATER),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -85,11 +93,11 @@ class Onboarding(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     run_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
     claim_token: Mapped[str | None] = mapped_column(String(32))
-    claimed_by: Mapped[str | None] = mapped_column(String(100), index=True)
-    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(), index=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime())
     last_error: Mapped[dict | None] = mapped_column(JSON)
     # The DocSpace room, once the room step has it (for operators' searches).
-    room_id: Mapped[str | None] = mapped_column(String(20), index=True)
+    room_id: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime())

@@ -236,7 +236,7 @@ def test_migrations_need_only_the_database(tmp_path, database_url):
     assert upgrade.returncode == 0, upgrade.stderr
     current = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "current"], env=clean,
                              cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert current.returncode == 0 and "database schema at 0004 (newest: 0004)" in current.stdout
+    assert current.returncode == 0 and "database schema at 0005 (newest: 0005)" in current.stdout
     # Any other command still names the first missing setting.
     worker = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], env=clean, cwd=ROOT,
                             capture_output=True, text=True, timeout=60)

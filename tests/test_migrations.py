@@ -41,5 +41,5 @@ def test_the_web_process_refuses_to_start_on_a_schema_behind_the_code(tmp_path):
                              f"127.0.0.1:{free_port()}", "wsgi:app"], env=env, cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode != 0
-    assert "the database schema is at None, the code needs 0004: run `flask --app wsgi db upgrade` first" in (
+    assert "the database schema is at None, the code needs 0005: run `flask --app wsgi db upgrade` first" in (
         result.stderr + result.stdout)
