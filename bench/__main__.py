@@ -329,7 +329,7 @@ def table(report: dict) -> str:
             deal_won = report["accept"]["deal_won"]
             lines.append("  deal-won with one piece taken out (median round): " + "; ".join(
                 f"no {piece}: {row['rps']:.0f} req/s, {row['cpu_ms_per_request']:.2f} CPU ms/req "
-                f"({deal_won['cpu_ms_per_request'] - row['cpu_ms_per_request']:+.2f} ms less)"
+                f"({deal_won['cpu_ms_per_request'] - row['cpu_ms_per_request']:.2f} ms less)"
                 for piece, row in report["accept"]["breakdown"].items()))
     if "parts" in report:
         lines.append(f"accept path's pieces, CPU us per call in one process (no server, {CALLS} calls each):")
