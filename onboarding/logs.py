@@ -105,9 +105,8 @@ def start_request(offered_id: str) -> str:
     return request_id
 
 
-def request_done(method: str, path: str, status: int, started: float | None, finished: float | None = None) -> None:
-    """The request's one line: method, path (without the query), status and duration (until finished, or now),
-    with its bound fields.
+def request_done(method: str, path: str, status: int, started: float | None) -> None:
+    """The request's one line: method, path (without the query), status and duration, with its bound fields.
 
     Written straight to the handlers when they are the plain JSON ones configure() or gunicorn's configuration set
     up: the same line logging would write, for a tenth of its work (a LogRecord, a lookup of every handler and
@@ -116,8 +115,7 @@ def request_done(method: str, path: str, status: int, started: float | None, fin
     """
     level = logging.WARNING if status >= 400 else logging.INFO
     # In EXTRA_FIELDS' order, as the formatter would add them.
-    duration = ((finished or time.monotonic()) - started) if started else None
-    extras = {"duration_ms": int(duration * 1000) if duration is not None else None, "status": status,
+    extras = {"duration_ms": int((time.monotonic() - started) * 1000) if started else None, "status": status,
               "method": method, "path": path}
     handlers = _plain_handlers(_request_log, level)
     if handlers is None:
