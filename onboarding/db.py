@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -156,12 +158,31 @@ class Database:
 def _sqlite_connect(dbapi_connection, _record) -> None:
     """Per connection: WAL, a busy timeout, durable commits, foreign keys, and SQLAlchemy-managed BEGIN."""
     dbapi_connection.isolation_level = None
+    use_wal(dbapi_connection, SQLITE_BUSY_TIMEOUT_MS / 1000)
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def use_wal(dbapi_connection, timeout: float) -> None:
+    """Put a SQLite file in WAL mode, waiting up to timeout (seconds) while other connections do the same.
+
+    Connections that open a new file at the same moment race to convert it, and the losers are told "database is
+    locked" at once: SQLite does not call the busy handler there. So the pragma is asked again, a little later each
+    time, until the file is in WAL mode or the timeout has passed.
+    """
+    deadline, pause = time.monotonic() + timeout, 0.001
+    while True:
+        try:
+            dbapi_connection.execute("PRAGMA journal_mode=WAL").fetchall()
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def _sqlite_begin(connection) -> None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import create_engine, event
 
-from onboarding.db import Database
+from onboarding.db import Database, use_wal
 from onboarding.limiter import Limiter
 
 log = logging.getLogger("onboarding.limits")
@@ -47,6 +47,7 @@ SLOT_GRACE_SECONDS = 5.0
 # waiting thread.
 SLOT_POLL = (0.005, 0.02)
 RETRY_STORE_AFTER_SECONDS = 5.0
+SIDE_FILE_TIMEOUT_SECONDS = 30.0
 LOCK_ID = 4_242_001
 # Connections of one process to the shared state: its transactions are a few statements long, so a few suffice,
 # and a fleet of workers must stay well inside the database's max_connections (100 by default on PostgreSQL).
@@ -123,7 +124,7 @@ class LimitStore:
         if self.is_sqlite:
             path = f"{db.url.database}.limits" if db.url.database not in (None, "", ":memory:") else ":memory:"
             self.engine = create_engine(f"sqlite:///{path}", pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
-                                        connect_args={"timeout": 30, "isolation_level": None,
+                                        connect_args={"timeout": SIDE_FILE_TIMEOUT_SECONDS, "isolation_level": None,
                                                       "check_same_thread": False})
             event.listen(self.engine, "connect", _side_file_pragmas)
             prefix, real, self.marker = "", "REAL", "?"
@@ -259,10 +260,8 @@ class LimitStore:
 
 def _side_file_pragmas(dbapi_connection, _record) -> None:
     """The side file's settings: WAL for readers beside the writer, no fsync (the state may be lost)."""
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=OFF")
-    cursor.close()
+    use_wal(dbapi_connection, SIDE_FILE_TIMEOUT_SECONDS)
+    dbapi_connection.execute("PRAGMA synchronous=OFF").close()
 
 
 def limit_key(service: str, *secrets_and_urls: str) -> str:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -106,6 +107,41 @@ def test_a_dead_holders_slots_come_back(database_url):
     assert store.release_holder("host:1") == 1
     assert store.try_acquire("k", "call-2", "host:2", True, 1, 100, 60.0, 30.0) == 0.0
     db.dispose()
+
+
+def at_once(actions: list) -> list:
+    """Run every action in a thread of its own, all released together; what each returned (or raised)."""
+    barrier = threading.Barrier(len(actions))
+
+    def run(action):
+        barrier.wait()
+        try:
+            return action()
+        except Exception as error:  # noqa: BLE001 - the test reports it
+            return error
+
+    with ThreadPoolExecutor(len(actions)) as pool:
+        return list(pool.map(run, actions))
+
+
+def test_processes_opening_a_new_file_at_the_same_moment_all_reach_it(tmp_path):
+    # Connections converting a new SQLite file to WAL together are told "database is locked" at once (no busy
+    # wait): each of 8 processes must still reach the database and 8 others the limits' side file, on 80 new files.
+    for attempt in range(80):
+        url = f"sqlite:///{tmp_path}/{attempt}/onboarding.db"
+        databases = [Database(url) for _ in range(16)]
+        stores = [LimitStore(db) for db in databases[:8]]
+
+        def first_query(db: Database):
+            return lambda: db.engine.connect().close()
+
+        def first_call(store: LimitStore):
+            return lambda: store.try_acquire("k", uuid.uuid4().hex, "host:1", False, 1, 100, 60.0, 30.0)
+
+        answers = at_once([first_query(db) for db in databases[8:]] + [first_call(store) for store in stores])
+        assert answers == [None] * 8 + [0.0] * 8, f"attempt {attempt}: {answers}"
+        for db in databases:
+            db.dispose()
 
 
 # -- real processes ------------------------------------------------------------------------------------------
