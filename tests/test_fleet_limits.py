@@ -117,7 +117,7 @@ def at_once(actions: list) -> list:
         barrier.wait()
         try:
             return action()
-        except Exception as error:  # noqa: BLE001 - the test reports it
+        except Exception as error:  # the test reports it
             return error
 
     with ThreadPoolExecutor(len(actions)) as pool:
