@@ -83,6 +83,8 @@ BEGIN
         INSERT INTO {SCHEMA}.limit_keys (key, paused_until) VALUES (p_key, 0) ON CONFLICT DO NOTHING;
         SELECT paused_until INTO paused FROM {SCHEMA}.limit_keys WHERE key = p_key FOR UPDATE;
     END IF;
+    -- The caller's clock, moved on by however long this call waited for the key's row: the call starts now.
+    p_now := p_now + extract(epoch FROM clock_timestamp() - statement_timestamp());
     IF paused > p_now THEN
         RETURN paused - p_now;
     END IF;
@@ -147,13 +149,17 @@ class LimitStore:
                     window: float, lease: float) -> float:
         """Take a turn for one call if there is room: 0.0 when taken, SLOT_BUSY when every write slot is taken,
         else how long to wait before trying again."""
-        now, width = time.time(), window / BUCKETS_PER_WINDOW
+        width = window / BUCKETS_PER_WINDOW
         if not self.is_sqlite:
             with self._connection() as cursor:
                 cursor.execute(f"SELECT {SCHEMA}.try_acquire(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                               (key, call_id, holder[:100], write, max_writes, rate, window, width, lease, now))
+                               (key, call_id, holder[:100], write, max_writes, rate, window, width, lease,
+                                time.time()))
                 return cursor.fetchone()[0]
         with self._sqlite_transaction(key) as (cursor, paused_until):
+            # Read once the transaction is ours: a call admitted after waiting for another process's turn starts
+            # now, not when it began to wait (its count would otherwise leave the window early).
+            now = time.time()
             if paused_until > now:
                 return paused_until - now
             cursor.execute("DELETE FROM limit_buckets WHERE key = ? AND slot < ?",

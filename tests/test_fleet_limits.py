@@ -72,6 +72,47 @@ def test_the_rate_holds_across_processes_in_any_window(database_url):
     db.dispose()
 
 
+def hold_the_key(store: LimitStore, key: str, seconds: float) -> threading.Thread:
+    """Another process holding the key's turn for a while (its transaction open, as a slow decision would)."""
+    store.try_acquire(key, uuid.uuid4().hex, "host:9", False, 1000, 1000, 60.0, 30.0)  # the tables and the key
+    holding = threading.Event()
+
+    def hold() -> None:
+        connection = store.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            if store.is_sqlite:
+                cursor.execute("BEGIN IMMEDIATE")
+            else:
+                cursor.execute("BEGIN")
+                cursor.execute(store._sql("SELECT paused_until FROM {p}limit_keys WHERE key = ? FOR UPDATE"), (key,))
+            holding.set()
+            time.sleep(seconds)
+            cursor.execute("COMMIT")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    holding.wait(10)
+    return thread
+
+
+def test_a_call_that_waited_for_its_turn_counts_from_when_it_starts(database_url):
+    # One call a second: the call admitted after waiting 0.6 s for another process's turn started then, so the
+    # next may start a second after it, not a second after the first began to wait.
+    db = Database(database_url)
+    first, second = limiter(db, rate=1, window_seconds=1.0), limiter(db, rate=1, window_seconds=1.0)
+    holder = hold_the_key(LimitStore(db), first.key, 0.6)
+    with first.slot(write=False):
+        first_started = time.monotonic()
+    holder.join()
+    with second.slot(write=False):
+        second_started = time.monotonic()
+    assert second_started - first_started >= 0.95, second_started - first_started
+    db.dispose()
+
+
 def test_a_pause_asked_by_one_process_holds_every_process(database_url):
     db = Database(database_url)
     first, second = limiter(db), limiter(db)
